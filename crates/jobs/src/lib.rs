@@ -1,0 +1,1 @@
+//! Job engine: job model, queue backends, workers, workflows and the HTTP API.

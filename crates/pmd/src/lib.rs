@@ -1,0 +1,8 @@
+//! The wire format every IronForge process speaks, and the per-host
+//! port-mapper daemon (PMD) where nodes register under aliases.
+//!
+//! The PMD is wire-compatible with distflow's (see `shared/pmd-protocol.md`):
+//! distflow's CLI and nodes can register with, query and watch it unchanged.
+
+pub mod protocol;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Consistent-hash ring and cluster membership: decides which node owns which jobs.
