@@ -6,3 +6,7 @@
 
 pub mod protocol;
 pub mod wire;
+pub mod client;
+pub mod launcher;
+pub mod registry;
+pub mod server;

@@ -54,6 +54,76 @@ impl WireError {
     }
 }
 
+/// Splits a byte stream into frame bodies (without their length prefix),
+/// refusing any frame larger than the configured maximum before buffering it.
+#[derive(Debug)]
+pub struct FrameCodec {
+    frames: LengthDelimitedCodec,
+    max_frame: usize,
+    /// The inner codec has consumed a length prefix and waits for the body.
+    in_body: bool,
+}
+
+impl FrameCodec {
+    /// A codec accepting frames of at most `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        let frames = LengthDelimitedCodec::builder()
+            .big_endian()
+            .length_field_length(LENGTH_PREFIX)
+            .max_frame_length(max_frame)
+            .new_codec();
+        FrameCodec {
+            frames,
+            max_frame,
+            in_body: false,
+        }
+    }
+
+    /// The configured frame limit in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
+        // Check the prefix ourselves so the error carries the announced size.
+        let has_head = !self.in_body && src.len() >= LENGTH_PREFIX;
+        if has_head {
+            let len = (&src[..LENGTH_PREFIX]).get_u32() as usize;
+            if len > self.max_frame {
+                return Err(WireError::FrameTooLarge {
+                    len,
+                    max: self.max_frame,
+                });
+            }
+        }
+        match self.frames.decode(src)? {
+            Some(body) => {
+                self.in_body = false;
+                Ok(Some(body))
+            }
+            None => {
+                self.in_body |= has_head;
+                Ok(None)
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() && !self.in_body => Ok(None),
+            None => Err(WireError::Truncated {
+                buffered: src.len(),
+            }),
+        }
+    }
+}
+
 /// A codec that frames values of type `In` (decoded) and any `Serialize`
 /// value (encoded) as length-prefixed JSON.
 ///
@@ -71,32 +141,22 @@ impl WireError {
 /// ```
 #[derive(Debug)]
 pub struct JsonCodec<In> {
-    frames: LengthDelimitedCodec,
-    max_frame: usize,
-    /// The inner codec has consumed a length prefix and waits for the body.
-    in_body: bool,
+    frames: FrameCodec,
     _in: PhantomData<fn() -> In>,
 }
 
 impl<In> JsonCodec<In> {
     /// A codec accepting and producing frames of at most `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        let frames = LengthDelimitedCodec::builder()
-            .big_endian()
-            .length_field_length(LENGTH_PREFIX)
-            .max_frame_length(max_frame)
-            .new_codec();
         JsonCodec {
-            frames,
-            max_frame,
-            in_body: false,
+            frames: FrameCodec::new(max_frame),
             _in: PhantomData,
         }
     }
 
     /// The configured frame limit in bytes.
     pub fn max_frame(&self) -> usize {
-        self.max_frame
+        self.frames.max_frame
     }
 }
 
@@ -111,36 +171,16 @@ impl<In: DeserializeOwned> Decoder for JsonCodec<In> {
     type Error = WireError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
-        // Check the prefix ourselves so the error carries the announced size.
-        let has_head = !self.in_body && src.len() >= LENGTH_PREFIX;
-        if has_head {
-            let len = (&src[..LENGTH_PREFIX]).get_u32() as usize;
-            if len > self.max_frame {
-                return Err(WireError::FrameTooLarge {
-                    len,
-                    max: self.max_frame,
-                });
-            }
-        }
         match self.frames.decode(src)? {
-            Some(body) => {
-                self.in_body = false;
-                decode_json(&body).map(Some)
-            }
-            None => {
-                self.in_body |= has_head;
-                Ok(None)
-            }
+            Some(body) => decode_json(&body).map(Some),
+            None => Ok(None),
         }
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
-        match self.decode(src)? {
-            Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() && !self.in_body => Ok(None),
-            None => Err(WireError::Truncated {
-                buffered: src.len(),
-            }),
+        match self.frames.decode_eof(src)? {
+            Some(body) => decode_json(&body).map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -149,7 +189,7 @@ impl<In, Out: Serialize> Encoder<Out> for JsonCodec<In> {
     type Error = WireError;
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), WireError> {
-        encode_frame(&item, dst, self.max_frame)
+        encode_frame(&item, dst, self.frames.max_frame)
     }
 }
 
@@ -183,7 +223,7 @@ pub fn encode_frame<T: Serialize + ?Sized>(
 
 /// Parses one frame body, classifying failures. The slow classification runs
 /// only on the error path, so well-formed traffic pays for one parse.
-pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+pub fn decode_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
     match serde_json::from_slice(body) {
         Ok(value) => Ok(value),
         Err(err) => Err(classify(body, err)),
