@@ -85,7 +85,10 @@ mod tests {
         let path = dir.path().join("sub").join("cookie");
         let first = load_cookie(&CookieSource::File(path.clone())).unwrap();
         assert_eq!(first.len(), 64);
-        assert_eq!(load_cookie(&CookieSource::File(path.clone())).unwrap(), first);
+        assert_eq!(
+            load_cookie(&CookieSource::File(path.clone())).unwrap(),
+            first
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

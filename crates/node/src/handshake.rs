@@ -82,7 +82,12 @@ fn mac(cookie: &str, role: Role, answered: &str, issued: &str, node_id: &str) ->
         Role::Dialer => b"ironforge/1 dialer",
         Role::Acceptor => b"ironforge/1 acceptor",
     };
-    for part in [label, answered.as_bytes(), issued.as_bytes(), node_id.as_bytes()] {
+    for part in [
+        label,
+        answered.as_bytes(),
+        issued.as_bytes(),
+        node_id.as_bytes(),
+    ] {
         mac.update(&(part.len() as u32).to_be_bytes());
         mac.update(part);
     }
@@ -90,7 +95,14 @@ fn mac(cookie: &str, role: Role, answered: &str, issued: &str, node_id: &str) ->
 }
 
 /// Constant-time check of a proof received in hex.
-fn verify(cookie: &str, role: Role, answered: &str, issued: &str, node_id: &str, hex_proof: &str) -> bool {
+fn verify(
+    cookie: &str,
+    role: Role,
+    answered: &str,
+    issued: &str,
+    node_id: &str,
+    hex_proof: &str,
+) -> bool {
     match hex::decode(hex_proof) {
         Ok(bytes) => mac(cookie, role, answered, issued, node_id)
             .verify_slice(&bytes)
@@ -221,7 +233,14 @@ async fn dial_steps(
         HandshakeFrame::Error { reason } => return Err(HandshakeError::Refused(reason)),
         _ => return Err(HandshakeError::Unexpected),
     };
-    if !verify(me.cookie, Role::Acceptor, &mine, &theirs, &node_id, &their_proof) {
+    if !verify(
+        me.cookie,
+        Role::Acceptor,
+        &mine,
+        &theirs,
+        &node_id,
+        &their_proof,
+    ) {
         let _ = conn
             .send(&HandshakeFrame::Error {
                 reason: COOKIE_MISMATCH.into(),

@@ -114,7 +114,12 @@ impl Shared {
         }
     }
 
-    fn peer(self: &Arc<Self>, node_id: &str, alias: &str, addr: Option<SocketAddr>) -> Arc<PeerHandle> {
+    fn peer(
+        self: &Arc<Self>,
+        node_id: &str,
+        alias: &str,
+        addr: Option<SocketAddr>,
+    ) -> Arc<PeerHandle> {
         if let Some(handle) = self.peers.get(node_id) {
             if addr.is_some() {
                 *handle.addr.lock() = addr;
@@ -147,7 +152,9 @@ impl Shared {
         body: Bytes,
         error: Option<String>,
     ) {
-        let Some((_, pending)) = self.pending.remove(&id) else { return };
+        let Some((_, pending)) = self.pending.remove(&id) else {
+            return;
+        };
         let result = match error {
             Some(reason) => Err(reason),
             None => Ok(Message {
@@ -303,12 +310,18 @@ impl Node {
             err
         };
         let cookie = load_cookie(&config.cookie).map_err(release)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| release(NodeError::Listen { addr: config.listen, source }))?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|source| release(NodeError::Listen { addr: config.listen, source }))?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| {
+            release(NodeError::Listen {
+                addr: config.listen,
+                source,
+            })
+        })?;
+        let listen_addr = listener.local_addr().map_err(|source| {
+            release(NodeError::Listen {
+                addr: config.listen,
+                source,
+            })
+        })?;
         let host = config.advertise_host.clone().unwrap_or_else(|| {
             if listen_addr.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
@@ -338,7 +351,9 @@ impl Node {
         });
         let pmd_events = pmd_link::connect_and_register(&shared).await?;
         shared.tasks.spawn(accept_loop(shared.clone(), listener));
-        shared.tasks.spawn(pmd_link::run(shared.clone(), pmd_events));
+        shared
+            .tasks
+            .spawn(pmd_link::run(shared.clone(), pmd_events));
         tracing::info!(alias = %shared.alias, id = %shared.id, addr = %listen_addr, "node started");
         Ok(Node { shared })
     }
@@ -424,8 +439,14 @@ impl Node {
 
     /// Answers a message received from `request`. Replying to a plain
     /// `send` does nothing.
-    pub async fn reply<T: Serialize + ?Sized>(&self, to: &Message, body: &T) -> Result<(), NodeError> {
-        let Some(id) = to.request_id else { return Ok(()) };
+    pub async fn reply<T: Serialize + ?Sized>(
+        &self,
+        to: &Message,
+        body: &T,
+    ) -> Result<(), NodeError> {
+        let Some(id) = to.request_id else {
+            return Ok(());
+        };
         let shared = &self.shared;
         if to.from() == shared.id {
             let body = serde_json::to_vec(body)
@@ -439,9 +460,11 @@ impl Node {
             .map_err(NodeError::Encode)?;
         let info = match shared.peers.get(to.from()).map(|h| h.clone()) {
             Some(handle) => {
-                return handle.outbox.send(frame).await.map_err(|_| {
-                    NodeError::Disconnected(to.from_alias().to_owned())
-                });
+                return handle
+                    .outbox
+                    .send(frame)
+                    .await
+                    .map_err(|_| NodeError::Disconnected(to.from_alias().to_owned()));
             }
             None => match shared.resolve(to.from()).await? {
                 Route::Remote(info) => info,
@@ -507,7 +530,8 @@ impl Node {
     /// Unregisters, writes what is queued to peers (up to 5 s), and closes.
     pub async fn shutdown(self) {
         let shared = &self.shared;
-        if let Some(pmd) = shared.pmd.lock().take() {
+        let pmd = shared.pmd.lock().take();
+        if let Some(pmd) = pmd {
             let _ = pmd.unregister(&shared.id).await;
         }
         shared.shutdown.cancel();
@@ -515,7 +539,10 @@ impl Node {
         // what is left and ends.
         shared.peers.clear();
         shared.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_FLUSH, shared.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_FLUSH, shared.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some peers were still being written to at shutdown");
         }
         shared.mailbox.close();
@@ -561,7 +588,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             accept_peer(shared, stream).await;
@@ -571,9 +600,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn accept_peer(shared: Arc<Shared>, stream: TcpStream) {
-    let Ok(mut conn) = Conn::new(stream, shared.config.max_frame) else { return };
+    let Ok(mut conn) = Conn::new(stream, shared.config.max_frame) else {
+        return;
+    };
     let remote = conn.remote;
-    match handshake::accept(&mut conn, &shared.identity(), shared.config.handshake_timeout).await {
+    match handshake::accept(
+        &mut conn,
+        &shared.identity(),
+        shared.config.handshake_timeout,
+    )
+    .await
+    {
         Ok(hello) => {
             let addr = SocketAddr::new(remote.ip(), hello.port);
             let handle = shared.peer(&hello.node_id, &hello.alias, Some(addr));

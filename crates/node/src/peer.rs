@@ -181,7 +181,12 @@ impl PeerTask {
                 }
             };
             match result {
-                Ok(conn) => return Ok(Link { conn, welcome: false }),
+                Ok(conn) => {
+                    return Ok(Link {
+                        conn,
+                        welcome: false,
+                    })
+                }
                 Err(HandshakeError::Refused(reason)) if reason == DUPLICATE => {
                     // The peer keeps the connection it dialed; take it.
                     if let Ok(Some((conn, _))) =
@@ -213,7 +218,11 @@ impl PeerTask {
         let Conn { reader, writer, .. } = conn;
         let mut writer = writer;
         let dead = CancellationToken::new();
-        let alias = self.handle.upgrade().map(|h| h.alias()).unwrap_or_else(|| "?".into());
+        let alias = self
+            .handle
+            .upgrade()
+            .map(|h| h.alias())
+            .unwrap_or_else(|| "?".into());
         let reader = tokio::spawn(read_loop(
             self.shared.clone(),
             self.handle.clone(),
@@ -263,7 +272,10 @@ impl PeerTask {
             dropped += 1;
         }
         tracing::warn!(peer = %self.node_id, reason, dropped, "peer unreachable; dropped its queued messages");
-        self.shared.stats.undeliverable.fetch_add(dropped, Ordering::Relaxed);
+        self.shared
+            .stats
+            .undeliverable
+            .fetch_add(dropped, Ordering::Relaxed);
         self.shared.forget_route(&self.node_id);
         if let Some(handle) = self.handle.upgrade() {
             self.shared.remove_peer(&handle);
@@ -294,8 +306,8 @@ async fn dial_once(
         .await
         .map_err(|_| HandshakeError::Timeout)?
         .map_err(|err| HandshakeError::Wire(err.into()))?;
-    let mut conn =
-        Conn::new(stream, shared.config.max_frame).map_err(|err| HandshakeError::Wire(err.into()))?;
+    let mut conn = Conn::new(stream, shared.config.max_frame)
+        .map_err(|err| HandshakeError::Wire(err.into()))?;
     handshake::dial(&mut conn, &shared.identity(), Some(node_id), timeout).await?;
     Ok(conn)
 }
@@ -306,13 +318,18 @@ async fn read_loop(
     handle: std::sync::Weak<PeerHandle>,
     node_id: Arc<str>,
     alias: Arc<str>,
-    mut reader: tokio_util::codec::FramedRead<tokio::net::tcp::OwnedReadHalf, ironforge_pmd::wire::FrameCodec>,
+    mut reader: tokio_util::codec::FramedRead<
+        tokio::net::tcp::OwnedReadHalf,
+        ironforge_pmd::wire::FrameCodec,
+    >,
     dead: CancellationToken,
 ) {
     let _signal = dead.clone().drop_guard();
     let mut batch = Vec::with_capacity(READ_BATCH);
     loop {
-        let Some(next) = reader.next().await else { break };
+        let Some(next) = reader.next().await else {
+            break;
+        };
         let mut next = Some(next);
         // Take every frame already buffered before touching the mailbox.
         while let Some(result) = next.take() {
@@ -322,7 +339,9 @@ async fn read_loop(
                     tracing::warn!(peer = %node_id, error = %err, "protocol error; closing the connection");
                     if err.is_protocol_error() {
                         if let Some(handle) = handle.upgrade() {
-                            let _ = handle.outbox.try_send(frame::encode_protocol_error(&err.to_string()));
+                            let _ = handle
+                                .outbox
+                                .try_send(frame::encode_protocol_error(&err.to_string()));
                         }
                     }
                     deliver(&shared, &handle, &mut batch).await;
@@ -360,15 +379,23 @@ async fn deliver(shared: &Shared, handle: &std::sync::Weak<PeerHandle>, batch: &
     if batch.is_empty() {
         return;
     }
-    shared.stats.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    shared
+        .stats
+        .received
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let refused = shared.mailbox.deliver(batch.drain(..));
     if refused.is_empty() {
         return;
     }
-    let Some(handle) = handle.upgrade() else { return };
+    let Some(handle) = handle.upgrade() else {
+        return;
+    };
     for request in refused {
         if let Some(id) = request.request_id {
-            let _ = handle.outbox.send(frame::encode_error_reply(id, "mailbox full")).await;
+            let _ = handle
+                .outbox
+                .send(frame::encode_error_reply(id, "mailbox full"))
+                .await;
         }
     }
 }

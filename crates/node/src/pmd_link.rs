@@ -74,7 +74,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<PeerEven
 }
 
 async fn serve(shared: &Shared, events: &mut mpsc::Receiver<PeerEvent>) {
-    let Some(client) = shared.pmd.lock().clone() else { return };
+    let Some(client) = shared.pmd.lock().clone() else {
+        return;
+    };
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat);
     heartbeat.tick().await;
     loop {
@@ -127,8 +129,12 @@ fn on_event(shared: &Shared, event: PeerEvent) {
 
 /// After a reconnect, peers that left while we were away get their leave.
 async fn reconcile(shared: &Shared) {
-    let Some(client) = shared.pmd.lock().clone() else { return };
-    let Ok(nodes) = client.list().await else { return };
+    let Some(client) = shared.pmd.lock().clone() else {
+        return;
+    };
+    let Ok(nodes) = client.list().await else {
+        return;
+    };
     let gone: Vec<_> = {
         let known = shared.known.lock();
         known

@@ -262,7 +262,9 @@ async fn read_loop(
             Ok(ServerFrame::Event(event)) => {
                 let _ = events.send(event).await;
             }
-            Err(err) => tracing::warn!(error = %err, "unexpected frame from the port-mapper daemon"),
+            Err(err) => {
+                tracing::warn!(error = %err, "unexpected frame from the port-mapper daemon")
+            }
         }
     }
     closed.cancel();

@@ -4,9 +4,9 @@
 //! The PMD is wire-compatible with distflow's (see `shared/pmd-protocol.md`):
 //! distflow's CLI and nodes can register with, query and watch it unchanged.
 
-pub mod protocol;
-pub mod wire;
 pub mod client;
 pub mod launcher;
+pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod wire;

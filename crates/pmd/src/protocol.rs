@@ -47,11 +47,17 @@ pub struct Registration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Register(Registration),
-    Unregister { node_id: String },
+    Unregister {
+        node_id: String,
+    },
     /// Resolve by alias or by node id.
-    Resolve { alias: String },
+    Resolve {
+        alias: String,
+    },
     List,
-    Heartbeat { node_id: String },
+    Heartbeat {
+        node_id: String,
+    },
     Watch,
     Shutdown,
     /// IronForge addition: uptime, node count and version.
@@ -289,7 +295,9 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(frame.request_id, Some(json!("req_1")));
-        assert!(matches!(frame.request, Request::Register(ref r) if r.alias.as_deref() == Some("a")));
+        assert!(
+            matches!(frame.request, Request::Register(ref r) if r.alias.as_deref() == Some("a"))
+        );
     }
 
     #[test]
@@ -337,7 +345,9 @@ mod tests {
             Request::List,
             Request::Status,
             Request::Resolve { alias: "x".into() },
-            Request::Heartbeat { node_id: "n".into() },
+            Request::Heartbeat {
+                node_id: "n".into(),
+            },
         ] {
             let frame = RequestFrame {
                 request,

@@ -287,12 +287,14 @@ mod tests {
     #[test]
     fn garbage_is_classified() {
         let mut codec = JsonCodec::<Msg>::new(1024);
-        let cases: [(&[u8], fn(&WireError) -> bool); 4] = [
+        type Check = fn(&WireError) -> bool;
+        let cases: [(&[u8], Check); 4] = [
             (b"\xff\xfe", |e| matches!(e, WireError::InvalidUtf8(_))),
             (b"{not json", |e| matches!(e, WireError::InvalidJson(_))),
-            (br#"{"type":"pong"}"#, |e| {
-                matches!(e, WireError::UnknownType(t) if t == "pong")
-            }),
+            (
+                br#"{"type":"pong"}"#,
+                |e| matches!(e, WireError::UnknownType(t) if t == "pong"),
+            ),
             (br#"{"type":"ping","n":"x"}"#, |e| {
                 matches!(e, WireError::Malformed(_))
             }),
