@@ -1,1 +1,62 @@
-fn main() {}
+//! `ironforge`: the command line of IronForge — the port-mapper daemon,
+//! nodes, and (through the HTTP API) jobs.
+//!
+//! Exit codes: 0 success, 1 the thing asked for is absent or unreachable
+//! (one line on stderr says which), 2 bad usage.
+
+mod pmd;
+mod run;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ironforge_pmd::server::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "ironforge", version, about = "Erlang-style nodes and a distributed job engine")]
+struct Cli {
+    /// Log line format (logs go to stderr).
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The per-host port-mapper daemon.
+    #[command(subcommand)]
+    Pmd(pmd::PmdCommand),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(run::NodeCommand),
+    /// Send one JSON message to a node (`alias`, `alias@host` or a node id).
+    Send(run::SendArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ironforge_pmd::logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ironforge: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Pmd(command) => pmd::run(command).await,
+            Command::Node(command) => run::node(command).await,
+            Command::Send(args) => run::send(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ironforge: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

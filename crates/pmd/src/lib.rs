@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod launcher;
+pub mod logging;
 pub mod protocol;
 pub mod registry;
 pub mod server;

@@ -9,8 +9,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ironforge_pmd::server::{run_daemon, DaemonArgs, LogFormat, PmdServerError};
-use tracing_subscriber::EnvFilter;
+use ironforge_pmd::server::{run_daemon, DaemonArgs, PmdServerError};
 
 /// IronForge port-mapper daemon (distflow-compatible).
 #[derive(Debug, Parser)]
@@ -23,7 +22,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.daemon.log_format);
+    ironforge_pmd::logging::init(cli.daemon.log_format);
     let announce_ready = |addr| {
         let mut stdout = std::io::stdout().lock();
         // A launcher that stopped listening must not stop the daemon.
@@ -39,19 +38,5 @@ async fn main() -> ExitCode {
             eprintln!("ironforge-pmd: {err}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Level from `IRONFORGE_LOG`, else `RUST_LOG`, else `info`.
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("IRONFORGE_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => logs.init(),
-        LogFormat::Json => logs.json().init(),
     }
 }

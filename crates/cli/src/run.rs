@@ -1,0 +1,162 @@
+//! `ironforge node start` and `ironforge send`: a long-running node that
+//! logs what it receives, and a one-shot node that sends one message.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use ironforge_node::{
+    CookieSource, Node, NodeConfig, NodeEvent, OverflowPolicy, DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_PMD_PORT,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run a node until Ctrl-C or SIGTERM.
+    Start(NodeArgs),
+}
+
+/// How a node is started.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Name the node registers under with its host's PMD.
+    #[arg(long, default_value = "node")]
+    alias: String,
+    /// Shared secret (default: IRONFORGE_COOKIE, else ~/.ironforge/cookie).
+    #[arg(long)]
+    cookie: Option<String>,
+    /// Port of this host's PMD (started if not running).
+    #[arg(long, env = "IRONFORGE_PMD_PORT", default_value_t = DEFAULT_PMD_PORT)]
+    pmd_port: u16,
+    /// Where to accept other nodes (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Mailbox capacity in messages.
+    #[arg(long, default_value_t = DEFAULT_MAILBOX_CAPACITY)]
+    mailbox: usize,
+    /// What a full mailbox does: drop-newest, drop-oldest or reject.
+    #[arg(long, default_value = "drop-newest")]
+    overflow: OverflowPolicy,
+}
+
+impl NodeArgs {
+    fn config(&self) -> NodeConfig {
+        let mut config = NodeConfig::new(&self.alias)
+            .pmd_port(self.pmd_port)
+            .mailbox(self.mailbox, self.overflow);
+        config.listen = self.listen;
+        if let Some(cookie) = &self.cookie {
+            config.cookie = CookieSource::Value(cookie.clone());
+        }
+        config
+    }
+}
+
+pub async fn node(command: NodeCommand) -> Result<ExitCode> {
+    let NodeCommand::Start(args) = command;
+    let node = Node::start(args.config()).await?;
+    println!(
+        "node '{}' ({}) listening on port {}",
+        node.alias(),
+        node.id(),
+        node.listen_port()
+    );
+    let mut events = node.events();
+    node.handle(|node, message| async move {
+        tracing::info!(from = message.from_alias(), body = %message.body(), "received");
+        if message.is_request() {
+            let ack = serde_json::json!({"ok": true, "node": node.alias()});
+            if let Err(err) = node.reply(&message, &ack).await {
+                tracing::warn!(error = %err, "reply failed");
+            }
+        }
+    });
+    let watch = async {
+        while let Some(event) = events.next().await {
+            match event {
+                NodeEvent::PeerJoin(peer) => tracing::info!(peer = peer.display_name(), "peer joined"),
+                NodeEvent::PeerLeave(peer) => tracing::info!(peer = peer.display_name(), "peer left"),
+            }
+        }
+    };
+    tokio::select! {
+        _ = watch => {}
+        _ = shutdown_signal() => {}
+    }
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Receiver: `alias`, `alias@host` or a node id.
+    to: String,
+    /// The message, as JSON.
+    json: String,
+    /// Wait for a reply and print it.
+    #[arg(long)]
+    request: bool,
+    /// How long to wait for the reply, in ms.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+    /// Shared secret (default: IRONFORGE_COOKIE, else ~/.ironforge/cookie).
+    #[arg(long)]
+    cookie: Option<String>,
+    #[arg(long, env = "IRONFORGE_PMD_PORT", default_value_t = DEFAULT_PMD_PORT)]
+    pmd_port: u16,
+}
+
+pub async fn send(args: SendArgs) -> Result<ExitCode> {
+    let body: serde_json::Value = match serde_json::from_str(&args.json) {
+        Ok(body) => body,
+        Err(err) => {
+            eprintln!("the message is not valid JSON: {err}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut config = NodeConfig::new(format!("ironforge-cli-{}", std::process::id()))
+        .pmd_port(args.pmd_port);
+    if let Some(cookie) = args.cookie {
+        config.cookie = CookieSource::Value(cookie);
+    }
+    let node = Node::start(config).await.context("starting a node to send from")?;
+    let outcome = if args.request {
+        node.request(&args.to, &body, Duration::from_millis(args.timeout_ms))
+            .await
+            .map(|reply| println!("{}", reply.body()))
+    } else {
+        node.send(&args.to, &body).await
+    };
+    node.shutdown().await;
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("{err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
