@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ironforge_pmd::client::{PmdClient, PmdError};
-use ironforge_pmd::launcher::{connect_or_start, Launch};
+use ironforge_pmd::launcher::{connect_or_start, DaemonCommand, Launch};
 use ironforge_pmd::protocol::NodeInfo;
 use ironforge_pmd::server::{run_daemon, DaemonArgs, DEFAULT_PORT};
 
@@ -76,11 +76,21 @@ async fn start(daemon: DaemonArgs, foreground: bool) -> Result<ExitCode> {
         run_daemon(config, |addr| println!("PMD listening on {addr}")).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    match connect_or_start(config.bind).await? {
+    match connect_or_start(config.bind, Some(&self_as_daemon())).await? {
         (_, Launch::AlreadyRunning) => println!("PMD already running on {}", config.bind),
         (_, Launch::Started) => println!("PMD started on {}", config.bind),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// This very executable, run as `ironforge pmd start --foreground`, is a
+/// daemon: one binary is enough on a host. `ironforge-pmd` is not needed.
+pub fn self_as_daemon() -> DaemonCommand {
+    let program = std::env::current_exe().unwrap_or_else(|_| "ironforge".into());
+    DaemonCommand {
+        program,
+        args: ["pmd", "start", "--foreground"].map(String::from).to_vec(),
+    }
 }
 
 async fn with_client<F, Fut>(target: &Target, then: F) -> Result<ExitCode>

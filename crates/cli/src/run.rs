@@ -47,6 +47,7 @@ impl NodeArgs {
             .pmd_port(self.pmd_port)
             .mailbox(self.mailbox, self.overflow);
         config.listen = self.listen;
+        config.pmd_command = Some(crate::pmd::self_as_daemon());
         if let Some(cookie) = &self.cookie {
             config.cookie = CookieSource::Value(cookie.clone());
         }
@@ -140,6 +141,7 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
     };
     let mut config = NodeConfig::new(format!("ironforge-cli-{}", std::process::id()))
         .pmd_port(args.pmd_port);
+    config.pmd_command = Some(crate::pmd::self_as_daemon());
     if let Some(cookie) = args.cookie {
         config.cookie = CookieSource::Value(cookie);
     }

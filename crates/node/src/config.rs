@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ironforge_pmd::launcher::DaemonCommand;
 use ironforge_pmd::wire::DEFAULT_MAX_FRAME;
 
 /// Default port of the port-mapper daemon.
@@ -71,6 +72,9 @@ pub struct NodeConfig {
     /// The local PMD; started if none answers and `auto_start_pmd` is set.
     pub pmd_addr: SocketAddr,
     pub auto_start_pmd: bool,
+    /// How to start the PMD when none answers; `None` looks for the
+    /// `ironforge-pmd` executable next to this program or on PATH.
+    pub pmd_command: Option<DaemonCommand>,
     /// Where the node accepts peers; port 0 picks a free one.
     pub listen: SocketAddr,
     /// Host other nodes are told to connect to (default: the listen IP,
@@ -99,6 +103,7 @@ impl NodeConfig {
             overflow: OverflowPolicy::default(),
             pmd_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, pmd_port)),
             auto_start_pmd: true,
+            pmd_command: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             advertise_host: None,
             max_frame: DEFAULT_MAX_FRAME,

@@ -14,7 +14,7 @@ use ironforge_pmd::protocol::NodeInfo;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, oneshot, Semaphore};
+use tokio::sync::{broadcast, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,6 +34,8 @@ const MAX_PENDING_HANDSHAKES: usize = 256;
 const MAX_ROUTES: usize = 10_000;
 /// Events buffered per `events()` subscriber before it starts missing some.
 const EVENT_BUFFER: usize = 1024;
+/// How long a lookup waits for a lost PMD connection to come back.
+const PMD_RECONNECT_WAIT: Duration = Duration::from_secs(3);
 /// How long `shutdown` waits for queued frames to be written.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
@@ -96,7 +98,8 @@ pub(crate) struct Shared {
     routes: DashMap<String, Route>,
     pending: DashMap<u64, PendingRequest>,
     next_request: AtomicU64,
-    pub pmd: Mutex<Option<Arc<PmdClient>>>,
+    /// The connection to this host's PMD; `None` while reconnecting.
+    pub pmd: watch::Sender<Option<Arc<PmdClient>>>,
     pub known: Mutex<HashMap<String, NodeInfo>>,
     pub events: broadcast::Sender<NodeEvent>,
     pub tasks: TaskTracker,
@@ -184,8 +187,8 @@ impl Shared {
                 let remote = PmdClient::connect(addr).await?;
                 remote.resolve(alias).await
             }
-            Some((alias, _)) => self.local_pmd()?.resolve(alias).await,
-            None => self.local_pmd()?.resolve(to).await,
+            Some((alias, _)) => self.local_pmd().await?.resolve(alias).await,
+            None => self.local_pmd().await?.resolve(to).await,
         };
         let info = info.map_err(|err| match err {
             PmdError::NotFound(_) => NodeError::UnknownNode(to.to_owned()),
@@ -203,10 +206,17 @@ impl Shared {
         Ok(route)
     }
 
-    fn local_pmd(&self) -> Result<Arc<PmdClient>, NodeError> {
-        self.pmd
-            .lock()
-            .clone()
+    /// The PMD connection, waiting a moment if it is being re-established.
+    async fn local_pmd(&self) -> Result<Arc<PmdClient>, NodeError> {
+        let mut current = self.pmd.subscribe();
+        let connected = async {
+            let client = current.wait_for(Option::is_some).await;
+            client.ok().and_then(|client| client.clone())
+        };
+        tokio::time::timeout(PMD_RECONNECT_WAIT, connected)
+            .await
+            .ok()
+            .flatten()
             .ok_or(NodeError::Pmd(PmdError::Disconnected))
     }
 
@@ -342,7 +352,7 @@ impl Node {
             routes: DashMap::new(),
             pending: DashMap::new(),
             next_request: AtomicU64::new(1),
-            pmd: Mutex::new(None),
+            pmd: watch::Sender::new(None),
             known: Mutex::new(HashMap::new()),
             events: broadcast::channel(EVENT_BUFFER).0,
             tasks: TaskTracker::new(),
@@ -507,7 +517,7 @@ impl Node {
 
     /// Every other node registered with this host's PMD.
     pub async fn discover(&self) -> Result<Vec<NodeInfo>, NodeError> {
-        let mut nodes = self.shared.local_pmd()?.list().await?;
+        let mut nodes = self.shared.local_pmd().await?.list().await?;
         nodes.retain(|node| node.node_id != self.shared.id);
         Ok(nodes)
     }
@@ -530,8 +540,7 @@ impl Node {
     /// Unregisters, writes what is queued to peers (up to 5 s), and closes.
     pub async fn shutdown(self) {
         let shared = &self.shared;
-        let pmd = shared.pmd.lock().take();
-        if let Some(pmd) = pmd {
+        if let Some(pmd) = shared.pmd.send_replace(None) {
             let _ = pmd.unregister(&shared.id).await;
         }
         shared.shutdown.cancel();

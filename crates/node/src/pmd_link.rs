@@ -23,13 +23,15 @@ pub(crate) async fn connect_and_register(
 ) -> Result<mpsc::Receiver<PeerEvent>, NodeError> {
     let addr = shared.config.pmd_addr;
     let client = if shared.config.auto_start_pmd {
-        connect_or_start(addr).await?.0
+        connect_or_start(addr, shared.config.pmd_command.as_ref())
+            .await?
+            .0
     } else {
         PmdClient::connect(addr).await?
     };
     client.register(registration(shared)).await?;
     let events = client.watch().await?;
-    *shared.pmd.lock() = Some(Arc::new(client));
+    shared.pmd.send_replace(Some(Arc::new(client)));
     Ok(events)
 }
 
@@ -50,7 +52,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<PeerEven
             return;
         }
         tracing::warn!("lost the port-mapper daemon; reconnecting");
-        shared.pmd.lock().take();
+        shared.pmd.send_replace(None);
         let mut delay = RECONNECT_FIRST;
         loop {
             tokio::select! {
@@ -74,7 +76,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut events: mpsc::Receiver<PeerEven
 }
 
 async fn serve(shared: &Shared, events: &mut mpsc::Receiver<PeerEvent>) {
-    let Some(client) = shared.pmd.lock().clone() else {
+    let Some(client) = shared.pmd.borrow().clone() else {
         return;
     };
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat);
@@ -129,7 +131,7 @@ fn on_event(shared: &Shared, event: PeerEvent) {
 
 /// After a reconnect, peers that left while we were away get their leave.
 async fn reconcile(shared: &Shared) {
-    let Some(client) = shared.pmd.lock().clone() else {
+    let Some(client) = shared.pmd.borrow().clone() else {
         return;
     };
     let Ok(nodes) = client.list().await else {

@@ -50,14 +50,39 @@ pub enum Launch {
     Started,
 }
 
-/// Connects to the daemon at `addr`, starting one first if none answers.
-pub async fn connect_or_start(addr: SocketAddr) -> Result<(PmdClient, Launch), LaunchError> {
+/// How to start a daemon: a program and the arguments before `--port P
+/// --bind IP`. It must print one line on stdout once it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl DaemonCommand {
+    /// The `ironforge-pmd` executable, looked up as [`find_daemon_binary`] does.
+    pub fn find() -> Option<DaemonCommand> {
+        find_daemon_binary().map(|program| DaemonCommand {
+            program,
+            args: Vec::new(),
+        })
+    }
+}
+
+/// Connects to the daemon at `addr`, starting one first if none answers,
+/// with `command` or else the `ironforge-pmd` executable.
+pub async fn connect_or_start(
+    addr: SocketAddr,
+    command: Option<&DaemonCommand>,
+) -> Result<(PmdClient, Launch), LaunchError> {
     if let Ok(client) = probe(addr).await {
         return Ok((client, Launch::AlreadyRunning));
     }
-    let path = find_daemon_binary().ok_or(LaunchError::NotFound { addr })?;
-    tracing::info!(%addr, path = %path.display(), "no port-mapper daemon answering; starting one");
-    spawn_and_wait(&path, addr).await?;
+    let command = match command {
+        Some(command) => command.clone(),
+        None => DaemonCommand::find().ok_or(LaunchError::NotFound { addr })?,
+    };
+    tracing::info!(%addr, program = %command.program.display(), "no port-mapper daemon answering; starting one");
+    spawn_and_wait(&command, addr).await?;
     let client = probe(addr)
         .await
         .map_err(|source| LaunchError::NotReady { addr, source })?;
@@ -71,12 +96,13 @@ async fn probe(addr: SocketAddr) -> Result<PmdClient, PmdError> {
     Ok(client)
 }
 
-async fn spawn_and_wait(path: &Path, addr: SocketAddr) -> Result<(), LaunchError> {
+async fn spawn_and_wait(command: &DaemonCommand, addr: SocketAddr) -> Result<(), LaunchError> {
     let spawn_error = |source| LaunchError::Spawn {
-        path: path.to_owned(),
+        path: command.program.clone(),
         source,
     };
-    let mut child = Command::new(path)
+    let mut child = Command::new(&command.program)
+        .args(&command.args)
         .arg("--port")
         .arg(addr.port().to_string())
         .arg("--bind")
@@ -87,7 +113,7 @@ async fn spawn_and_wait(path: &Path, addr: SocketAddr) -> Result<(), LaunchError
         .process_group(0)
         .spawn()
         .map_err(spawn_error)?;
-    // The first stdout line is `ready <addr>`; end-of-file means the daemon
+    // The first stdout line says it listens; end-of-file means the daemon
     // exited, normally because a racing node's daemon took the port.
     let Some(stdout) = child.stdout.take() else {
         return Ok(());
