@@ -81,18 +81,25 @@ impl Mailbox {
 
     /// Waits for the next message; `None` once the node has shut down.
     pub async fn recv(&self) -> Option<Message> {
+        if let Some(message) = self.try_recv() {
+            return Some(message);
+        }
         loop {
-            if let Some(message) = self.try_recv() {
-                // Pass the wake-up on in case other receivers wait too.
-                if !self.queue.lock().is_empty() {
-                    self.ready.notify_one();
-                }
-                return Some(message);
-            }
             if self.closed.load(Ordering::Acquire) {
                 return None;
             }
             self.ready.notified().await;
+            let (message, more) = {
+                let mut queue = self.queue.lock();
+                (queue.pop_front(), !queue.is_empty())
+            };
+            if let Some(message) = message {
+                // One wake-up per batch: pass it on in case others wait too.
+                if more {
+                    self.ready.notify_one();
+                }
+                return Some(message);
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! (`send`, `request`, `reply`, `recv`, `events`, `discover`, `shutdown`).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +81,17 @@ struct PendingRequest {
 #[derive(Clone)]
 enum Route {
     Local,
-    Remote(NodeInfo),
+    Remote(Arc<Remote>),
+}
+
+/// A resolved remote node and the socket address to dial it at.
+struct Remote {
+    info: NodeInfo,
+    addr: Option<SocketAddr>,
+}
+
+async fn lookup(host: &str, port: u16) -> Option<SocketAddr> {
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
 }
 
 /// State shared by the node's tasks.
@@ -143,7 +153,7 @@ impl Shared {
     /// Forgets cached routes to a node and fails requests waiting on it.
     pub fn forget_route(&self, node_id: &str) {
         self.routes
-            .retain(|_, route| !matches!(route, Route::Remote(info) if info.node_id == node_id));
+            .retain(|_, route| !matches!(route, Route::Remote(remote) if remote.info.node_id == node_id));
         self.pending.retain(|_, pending| &*pending.peer != node_id);
     }
 
@@ -179,10 +189,8 @@ impl Shared {
         }
         let info = match to.split_once('@') {
             Some((alias, host)) if !is_this_host(host, &self.host) => {
-                let addr = (host, self.config.pmd_addr.port())
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
+                let addr = lookup(host, self.config.pmd_addr.port())
+                    .await
                     .ok_or_else(|| NodeError::InvalidAddress(to.to_owned()))?;
                 let remote = PmdClient::connect(addr).await?;
                 remote.resolve(alias).await
@@ -197,7 +205,8 @@ impl Shared {
         let route = if info.node_id == self.id {
             Route::Local
         } else {
-            Route::Remote(info)
+            let addr = lookup(&info.host, info.port).await;
+            Route::Remote(Arc::new(Remote { info, addr }))
         };
         if self.routes.len() >= MAX_ROUTES {
             self.routes.clear();
@@ -221,17 +230,14 @@ impl Shared {
     }
 
     /// Queues one encoded frame for a remote node.
-    async fn push(self: &Arc<Self>, info: &NodeInfo, frame: Bytes) -> Result<(), NodeError> {
-        let addr = (info.host.as_str(), info.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next());
+    async fn push(self: &Arc<Self>, remote: &Remote, frame: Bytes) -> Result<(), NodeError> {
+        let Remote { info, addr } = remote;
         let mut frame = frame;
         // A handle whose task just gave up refuses the frame: retry once
         // with a fresh one.
         for _ in 0..2 {
             let alias = info.alias.as_deref().unwrap_or(&info.node_id);
-            let handle = self.peer(&info.node_id, alias, addr);
+            let handle = self.peer(&info.node_id, alias, *addr);
             match handle.outbox.send(frame).await {
                 Ok(()) => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -392,10 +398,10 @@ impl Node {
                     .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))?;
                 shared.deliver_local(shared.local_message(body.into(), None))
             }
-            Route::Remote(info) => {
+            Route::Remote(remote) => {
                 let frame = frame::encode(DataKind::Send, None, body, shared.config.max_frame)
                     .map_err(NodeError::Encode)?;
-                shared.push(&info, frame).await
+                shared.push(&remote, frame).await
             }
         }
     }
@@ -413,16 +419,16 @@ impl Node {
         let (reply, answer) = oneshot::channel();
         let peer: Arc<str> = match &route {
             Route::Local => shared.id.as_str().into(),
-            Route::Remote(info) => info.node_id.as_str().into(),
+            Route::Remote(remote) => remote.info.node_id.as_str().into(),
         };
         shared.pending.insert(id, PendingRequest { peer, reply });
         let sent = match route {
             Route::Local => serde_json::to_vec(body)
                 .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))
                 .and_then(|body| shared.deliver_local(shared.local_message(body.into(), Some(id)))),
-            Route::Remote(info) => {
+            Route::Remote(remote) => {
                 match frame::encode(DataKind::Request, Some(id), body, shared.config.max_frame) {
-                    Ok(frame) => shared.push(&info, frame).await,
+                    Ok(frame) => shared.push(&remote, frame).await,
                     Err(err) => Err(NodeError::Encode(err)),
                 }
             }
@@ -477,7 +483,7 @@ impl Node {
                     .map_err(|_| NodeError::Disconnected(to.from_alias().to_owned()));
             }
             None => match shared.resolve(to.from()).await? {
-                Route::Remote(info) => info,
+                Route::Remote(remote) => remote,
                 Route::Local => return Ok(()),
             },
         };
