@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use ironforge_pmd::server::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "ironforge", version, about = "Erlang-style nodes and a distributed job engine")]
+#[command(
+    name = "ironforge",
+    version,
+    about = "Erlang-style nodes and a distributed job engine"
+)]
 struct Cli {
     /// Log line format (logs go to stderr).
     #[arg(long, value_enum, global = true, default_value_t = LogFormat::Human)]

@@ -77,8 +77,12 @@ pub async fn node(command: NodeCommand) -> Result<ExitCode> {
     let watch = async {
         while let Some(event) = events.next().await {
             match event {
-                NodeEvent::PeerJoin(peer) => tracing::info!(peer = peer.display_name(), "peer joined"),
-                NodeEvent::PeerLeave(peer) => tracing::info!(peer = peer.display_name(), "peer left"),
+                NodeEvent::PeerJoin(peer) => {
+                    tracing::info!(peer = peer.display_name(), "peer joined")
+                }
+                NodeEvent::PeerLeave(peer) => {
+                    tracing::info!(peer = peer.display_name(), "peer left")
+                }
             }
         }
     };
@@ -139,13 +143,15 @@ pub async fn send(args: SendArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let mut config = NodeConfig::new(format!("ironforge-cli-{}", std::process::id()))
-        .pmd_port(args.pmd_port);
+    let mut config =
+        NodeConfig::new(format!("ironforge-cli-{}", std::process::id())).pmd_port(args.pmd_port);
     config.pmd_command = Some(crate::pmd::self_as_daemon());
     if let Some(cookie) = args.cookie {
         config.cookie = CookieSource::Value(cookie);
     }
-    let node = Node::start(config).await.context("starting a node to send from")?;
+    let node = Node::start(config)
+        .await
+        .context("starting a node to send from")?;
     let outcome = if args.request {
         node.request(&args.to, &body, Duration::from_millis(args.timeout_ms))
             .await

@@ -11,4 +11,3 @@ pub fn iso_ms(ms: u64) -> String {
 pub fn human_duration_ms(ms: u64) -> String {
     humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
 }
-

@@ -119,12 +119,18 @@ fn pmd_commands_print_like_distflow_and_exit_meaningfully() {
     assert!(list.contains("    Last heartbeat: 20"), "{list}");
 
     let resolved = stdout(&ironforge(port, &["pmd", "resolve", "alpha"]));
-    assert!(resolved.starts_with("Resolved 'alpha':\n  Node ID: "), "{resolved}");
+    assert!(
+        resolved.starts_with("Resolved 'alpha':\n  Node ID: "),
+        "{resolved}"
+    );
     assert!(resolved.contains("  Address: 127.0.0.1:"), "{resolved}");
 
     let missing = ironforge(port, &["pmd", "resolve", "beta"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&missing.stderr).trim(), "Alias 'beta' not found");
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "Alias 'beta' not found"
+    );
 
     let json: serde_json::Value =
         serde_json::from_slice(&ironforge(port, &["pmd", "list", "--json"]).stdout).unwrap();
@@ -134,7 +140,11 @@ fn pmd_commands_print_like_distflow_and_exit_meaningfully() {
 
     let reply = ironforge(port, &["send", "alpha", r#"{"hi":1}"#, "--request"]);
     assert!(reply.status.success(), "{reply:?}");
-    assert!(stdout(&reply).contains(r#""ok":true"#), "{}", stdout(&reply));
+    assert!(
+        stdout(&reply).contains(r#""ok":true"#),
+        "{}",
+        stdout(&reply)
+    );
     let bad = ironforge(port, &["send", "alpha", "{not json"]);
     assert_eq!(bad.status.code(), Some(2));
     let nobody = ironforge(port, &["send", "nobody", "{}"]);
@@ -169,7 +179,10 @@ fn two_nodes_racing_start_one_daemon_and_both_register() {
         (a.join().unwrap(), b.join().unwrap())
     });
     let list = stdout(&ironforge(port, &["pmd", "list"]));
-    assert!(list.contains("racer-a") && list.contains("racer-b"), "{list}");
+    assert!(
+        list.contains("racer-a") && list.contains("racer-b"),
+        "{list}"
+    );
     assert_eq!(daemons_on(port), 1);
     drop((a, b));
 }

@@ -33,6 +33,8 @@ pub enum NodeError {
     Rejected { peer: String, reason: String },
     #[error("the message body is not JSON this node can encode: {0}")]
     Encode(#[source] WireError),
+    #[error("the name '{0}' is already registered on this node")]
+    NameTaken(String),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("cookie: {0}")]

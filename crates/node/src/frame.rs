@@ -23,6 +23,9 @@ struct OutFrame<'a, T: ?Sized> {
     kind: DataKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<u64>,
+    /// A registered name on the receiving node; absent for its main mailbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<&'a T>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,6 +39,8 @@ struct InFrame<'a> {
     #[serde(default)]
     id: Option<u64>,
     #[serde(borrow, default)]
+    to: Option<&'a str>,
+    #[serde(borrow, default)]
     body: Option<&'a RawValue>,
     #[serde(default, alias = "reason")]
     error: Option<String>,
@@ -46,6 +51,7 @@ struct InFrame<'a> {
 pub(crate) struct Data {
     pub kind: DataKind,
     pub id: Option<u64>,
+    pub to: Option<String>,
     pub body: Bytes,
     pub error: Option<String>,
 }
@@ -54,6 +60,7 @@ pub(crate) struct Data {
 pub(crate) fn encode<T: Serialize + ?Sized>(
     kind: DataKind,
     id: Option<u64>,
+    to: Option<&str>,
     body: &T,
     max_frame: usize,
 ) -> Result<Bytes, WireError> {
@@ -61,6 +68,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let frame = OutFrame {
         kind,
         id,
+        to,
         body: Some(body),
         error: None,
     };
@@ -74,6 +82,7 @@ pub(crate) fn encode_error_reply(id: u64, error: &str) -> Bytes {
     let frame = OutFrame::<()> {
         kind: DataKind::Reply,
         id: Some(id),
+        to: None,
         body: None,
         error: Some(error),
     };
@@ -88,6 +97,7 @@ pub(crate) fn encode_protocol_error(reason: &str) -> Bytes {
     let frame = OutFrame::<()> {
         kind: DataKind::Error,
         id: None,
+        to: None,
         body: None,
         error: Some(reason),
     };
@@ -110,6 +120,7 @@ pub(crate) fn decode(frame: BytesMut) -> Result<Data, WireError> {
     Ok(Data {
         kind: parsed.kind,
         id: parsed.id,
+        to: parsed.to.map(str::to_owned),
         body,
         error: parsed.error,
     })
@@ -126,10 +137,11 @@ mod tests {
     #[test]
     fn request_round_trips_without_reparsing_the_body() {
         let body = serde_json::json!({"n": 1, "s": "x"});
-        let frame = encode(DataKind::Request, Some(9), &body, 1024).unwrap();
+        let frame = encode(DataKind::Request, Some(9), Some("svc"), &body, 1024).unwrap();
         let data = decode(strip(frame)).unwrap();
         assert_eq!(data.kind, DataKind::Request);
         assert_eq!(data.id, Some(9));
+        assert_eq!(data.to.as_deref(), Some("svc"));
         assert_eq!(&data.body[..], br#"{"n":1,"s":"x"}"#);
     }
 

@@ -34,4 +34,4 @@ pub use cookie::COOKIE_ENV;
 pub use error::NodeError;
 pub use ironforge_pmd::protocol::NodeInfo;
 pub use message::Message;
-pub use node::{EventStream, Node, NodeEvent, NodeStats};
+pub use node::{EventStream, NamedMailbox, Node, NodeEvent, NodeStats};

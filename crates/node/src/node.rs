@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, OverflowPolicy};
 use crate::cookie::load_cookie;
 use crate::error::NodeError;
 use crate::frame::{self, DataKind};
@@ -34,6 +34,8 @@ const MAX_PENDING_HANDSHAKES: usize = 256;
 const MAX_ROUTES: usize = 10_000;
 /// Events buffered per `events()` subscriber before it starts missing some.
 const EVENT_BUFFER: usize = 1024;
+/// Named mailboxes a node may register.
+const MAX_NAMES: usize = 64;
 /// How long a lookup waits for a lost PMD connection to come back.
 const PMD_RECONNECT_WAIT: Duration = Duration::from_secs(3);
 /// How long `shutdown` waits for queued frames to be written.
@@ -106,6 +108,7 @@ pub(crate) struct Shared {
     pub stats: Counters,
     peers: DashMap<Arc<str>, Arc<PeerHandle>>,
     routes: DashMap<String, Route>,
+    names: DashMap<String, Arc<Mailbox>>,
     pending: DashMap<u64, PendingRequest>,
     next_request: AtomicU64,
     /// The connection to this host's PMD; `None` while reconnecting.
@@ -152,8 +155,9 @@ impl Shared {
 
     /// Forgets cached routes to a node and fails requests waiting on it.
     pub fn forget_route(&self, node_id: &str) {
-        self.routes
-            .retain(|_, route| !matches!(route, Route::Remote(remote) if remote.info.node_id == node_id));
+        self.routes.retain(
+            |_, route| !matches!(route, Route::Remote(remote) if remote.info.node_id == node_id),
+        );
         self.pending.retain(|_, pending| &*pending.peer != node_id);
     }
 
@@ -264,6 +268,19 @@ impl Shared {
         }
     }
 
+    /// Delivers to a registered name; unknown names drop the message.
+    pub fn deliver_named(&self, name: &str, message: Message) {
+        match self.names.get(name) {
+            Some(mailbox) => {
+                mailbox.deliver([message]);
+            }
+            None => {
+                tracing::debug!(name, "message for an unregistered name dropped");
+                self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn deliver_local(&self, message: Message) -> Result<(), NodeError> {
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -356,6 +373,7 @@ impl Node {
             stats: Counters::default(),
             peers: DashMap::new(),
             routes: DashMap::new(),
+            names: DashMap::new(),
             pending: DashMap::new(),
             next_request: AtomicU64::new(1),
             pmd: watch::Sender::new(None),
@@ -391,17 +409,77 @@ impl Node {
     /// Sends `body` to `to` (`alias`, `alias@host` or a node id) without
     /// waiting for delivery. Messages to one peer arrive in the order sent.
     pub async fn send<T: Serialize + ?Sized>(&self, to: &str, body: &T) -> Result<(), NodeError> {
+        self.send_to_mailbox(to, None, body).await
+    }
+
+    /// Sends `body` to the mailbox registered as `name` on node `to`
+    /// (Erlang's `{Name, Node} ! Msg`). A name nobody registered there
+    /// drops the message, counted in the receiver's `undeliverable`.
+    pub async fn send_named<T: Serialize + ?Sized>(
+        &self,
+        to: &str,
+        name: &str,
+        body: &T,
+    ) -> Result<(), NodeError> {
+        self.send_to_mailbox(to, Some(name), body).await
+    }
+
+    async fn send_to_mailbox<T: Serialize + ?Sized>(
+        &self,
+        to: &str,
+        name: Option<&str>,
+        body: &T,
+    ) -> Result<(), NodeError> {
         let shared = &self.shared;
         match shared.resolve(to).await? {
             Route::Local => {
                 let body = serde_json::to_vec(body)
                     .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))?;
-                shared.deliver_local(shared.local_message(body.into(), None))
+                let message = shared.local_message(body.into(), None);
+                match name {
+                    None => shared.deliver_local(message),
+                    Some(name) => {
+                        shared.stats.sent.fetch_add(1, Ordering::Relaxed);
+                        shared.deliver_named(name, message);
+                        Ok(())
+                    }
+                }
             }
             Route::Remote(remote) => {
-                let frame = frame::encode(DataKind::Send, None, body, shared.config.max_frame)
-                    .map_err(NodeError::Encode)?;
+                let frame =
+                    frame::encode(DataKind::Send, None, name, body, shared.config.max_frame)
+                        .map_err(NodeError::Encode)?;
                 shared.push(&remote, frame).await
+            }
+        }
+    }
+
+    /// Registers a mailbox under `name` (Erlang's `register/2`): messages
+    /// sent with [`Node::send_named`] land there instead of the main
+    /// mailbox. The name is released when the returned mailbox is dropped.
+    /// At most 64 names per node.
+    pub fn register_name(
+        &self,
+        name: &str,
+        capacity: usize,
+        overflow: OverflowPolicy,
+    ) -> Result<NamedMailbox, NodeError> {
+        let names = &self.shared.names;
+        if names.len() >= MAX_NAMES {
+            return Err(NodeError::NameTaken(format!(
+                "{name} (at most {MAX_NAMES} names)"
+            )));
+        }
+        let mailbox = Arc::new(Mailbox::new(capacity, overflow));
+        match names.entry(name.to_owned()) {
+            dashmap::Entry::Occupied(_) => Err(NodeError::NameTaken(name.to_owned())),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(mailbox.clone());
+                Ok(NamedMailbox {
+                    name: name.to_owned(),
+                    mailbox,
+                    shared: Arc::downgrade(&self.shared),
+                })
             }
         }
     }
@@ -427,7 +505,13 @@ impl Node {
                 .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))
                 .and_then(|body| shared.deliver_local(shared.local_message(body.into(), Some(id)))),
             Route::Remote(remote) => {
-                match frame::encode(DataKind::Request, Some(id), body, shared.config.max_frame) {
+                match frame::encode(
+                    DataKind::Request,
+                    Some(id),
+                    None,
+                    body,
+                    shared.config.max_frame,
+                ) {
                     Ok(frame) => shared.push(&remote, frame).await,
                     Err(err) => Err(NodeError::Encode(err)),
                 }
@@ -472,8 +556,14 @@ impl Node {
             shared.complete_request(id, &me, &alias, body.into(), None);
             return Ok(());
         }
-        let frame = frame::encode(DataKind::Reply, Some(id), body, shared.config.max_frame)
-            .map_err(NodeError::Encode)?;
+        let frame = frame::encode(
+            DataKind::Reply,
+            Some(id),
+            None,
+            body,
+            shared.config.max_frame,
+        )
+        .map_err(NodeError::Encode)?;
         let info = match shared.peers.get(to.from()).map(|h| h.clone()) {
             Some(handle) => {
                 return handle
@@ -561,7 +651,40 @@ impl Node {
             tracing::warn!("some peers were still being written to at shutdown");
         }
         shared.mailbox.close();
+        for named in shared.names.iter() {
+            named.value().close();
+        }
         tracing::info!(alias = %shared.alias, "node stopped");
+    }
+}
+
+/// A mailbox registered under a name with [`Node::register_name`].
+pub struct NamedMailbox {
+    name: String,
+    mailbox: Arc<Mailbox>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl NamedMailbox {
+    /// The next message; `None` once the node has shut down.
+    pub async fn recv(&self) -> Option<Message> {
+        self.mailbox.recv().await
+    }
+
+    pub fn try_recv(&self) -> Option<Message> {
+        self.mailbox.try_recv()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for NamedMailbox {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.names.remove(&self.name);
+        }
     }
 }
 

@@ -349,12 +349,22 @@ async fn read_loop(
                 }
             };
             match data.kind {
-                DataKind::Send | DataKind::Request => batch.push(Message {
-                    from: node_id.clone(),
-                    from_alias: alias.clone(),
-                    body: data.body,
-                    request_id: (data.kind == DataKind::Request).then_some(data.id.unwrap_or(0)),
-                }),
+                DataKind::Send | DataKind::Request => {
+                    let message = Message {
+                        from: node_id.clone(),
+                        from_alias: alias.clone(),
+                        body: data.body,
+                        request_id: (data.kind == DataKind::Request)
+                            .then_some(data.id.unwrap_or(0)),
+                    };
+                    match data.to {
+                        None => batch.push(message),
+                        Some(name) => {
+                            shared.stats.received.fetch_add(1, Ordering::Relaxed);
+                            shared.deliver_named(&name, message);
+                        }
+                    }
+                }
                 DataKind::Reply => {
                     if let Some(id) = data.id {
                         shared.complete_request(id, &node_id, &alias, data.body, data.error);

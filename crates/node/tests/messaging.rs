@@ -289,3 +289,28 @@ async fn node_registers_again_when_the_pmd_restarts() {
     a.send("b", &json!("still here")).await.unwrap();
     assert_eq!(b.recv().await.unwrap().body(), json!("still here"));
 }
+
+#[tokio::test]
+async fn named_mailboxes_receive_apart_from_the_main_one() {
+    let pmd = start_pmd().await;
+    let a = node("a", &pmd).await;
+    let b = node("b", &pmd).await;
+    let service = b
+        .register_name("svc", 16, OverflowPolicy::DropNewest)
+        .unwrap();
+    assert!(matches!(
+        b.register_name("svc", 16, OverflowPolicy::DropNewest),
+        Err(NodeError::NameTaken(_))
+    ));
+    a.send_named("b", "svc", &json!("for svc")).await.unwrap();
+    a.send("b", &json!("for main")).await.unwrap();
+    assert_eq!(service.recv().await.unwrap().body(), json!("for svc"));
+    assert_eq!(b.recv().await.unwrap().body(), json!("for main"));
+    // An unknown name drops the message and counts it.
+    a.send_named("b", "nobody", &json!(1)).await.unwrap();
+    wait_stats(&b, |s| s.undeliverable == 1).await;
+    // Dropping the mailbox frees the name.
+    drop(service);
+    b.register_name("svc", 16, OverflowPolicy::DropNewest)
+        .unwrap();
+}
