@@ -1,0 +1,93 @@
+//! Partitioning: a job belongs to partition `hash(key) mod P`, where the key
+//! is the job's partition key or else its id. The hash is FNV-1a 64, fixed
+//! forever, so every process and version agrees, and the cluster layer can
+//! later hand partitions to owners. Pure.
+
+use crate::job::JobId;
+
+/// Partitions when not configured [16].
+pub const DEFAULT_PARTITIONS: u32 = 16;
+
+/// Maps jobs to one of `P` partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partitioner {
+    partitions: u32,
+}
+
+impl Default for Partitioner {
+    fn default() -> Self {
+        Partitioner {
+            partitions: DEFAULT_PARTITIONS,
+        }
+    }
+}
+
+impl Partitioner {
+    /// `partitions` is clamped to at least 1.
+    pub fn new(partitions: u32) -> Self {
+        Partitioner {
+            partitions: partitions.max(1),
+        }
+    }
+
+    /// The number of partitions P.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The partition of a job: by `partition_key` when given, else by id.
+    pub fn partition_of(&self, id: &JobId, partition_key: Option<&str>) -> u32 {
+        let hash = match partition_key {
+            Some(key) => fnv1a64(key.as_bytes()),
+            None => fnv1a64(id.0.as_bytes()),
+        };
+        (hash % u64::from(self.partitions)) as u32
+    }
+}
+
+/// FNV-1a, 64 bit.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn partition_is_in_range_stable_and_follows_the_key() {
+        let p = Partitioner::new(16);
+        let a = JobId::new_random();
+        let b = JobId::new_random();
+        let pa = p.partition_of(&a, None);
+        assert!(pa < 16);
+        assert_eq!(pa, p.partition_of(&a, None));
+        assert_eq!(
+            p.partition_of(&a, Some("user-7")),
+            p.partition_of(&b, Some("user-7"))
+        );
+        assert_eq!(Partitioner::new(0).partitions(), 1);
+        assert_eq!(Partitioner::new(1).partition_of(&a, None), 0);
+    }
+
+    #[test]
+    fn ids_spread_over_all_partitions() {
+        let p = Partitioner::new(8);
+        let mut seen = [0u32; 8];
+        for _ in 0..4_000 {
+            seen[p.partition_of(&JobId::new_random(), None) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 300), "{seen:?}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Workflows (being written).
