@@ -640,19 +640,20 @@ impl Node {
             let _ = pmd.unregister(&shared.id).await;
         }
         shared.shutdown.cancel();
-        // Dropping the handles closes each peer's queue; its task writes
+        // Handlers see the end of their mailbox (after what is queued), and
+        // dropping the handles closes each peer's queue: its task writes
         // what is left and ends.
+        shared.mailbox.close();
+        for named in shared.names.iter() {
+            named.value().close();
+        }
         shared.peers.clear();
         shared.tasks.close();
         if tokio::time::timeout(SHUTDOWN_FLUSH, shared.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("some peers were still being written to at shutdown");
-        }
-        shared.mailbox.close();
-        for named in shared.names.iter() {
-            named.value().close();
+            tracing::warn!("some node tasks (peer writers, handlers) did not finish within 5 s");
         }
         tracing::info!(alias = %shared.alias, "node stopped");
     }
