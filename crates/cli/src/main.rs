@@ -4,6 +4,8 @@
 //! Exit codes: 0 success, 1 the thing asked for is absent or unreachable
 //! (one line on stderr says which), 2 bad usage.
 
+mod handlers;
+mod jobs;
 mod pmd;
 mod run;
 mod time;
@@ -37,6 +39,12 @@ enum Command {
     Node(run::NodeCommand),
     /// Send one JSON message to a node (`alias`, `alias@host` or a node id).
     Send(run::SendArgs),
+    /// Jobs, through a node's HTTP API.
+    #[command(subcommand)]
+    Job(jobs::JobCommand),
+    /// Queues, through a node's HTTP API.
+    #[command(subcommand)]
+    Queue(jobs::QueueCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +62,8 @@ fn main() -> ExitCode {
             Command::Pmd(command) => pmd::run(command).await,
             Command::Node(command) => run::node(command).await,
             Command::Send(args) => run::send(args).await,
+            Command::Job(command) => jobs::job(command).await,
+            Command::Queue(command) => jobs::queue(command).await,
         }
     });
     match result {

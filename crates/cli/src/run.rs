@@ -2,15 +2,24 @@
 //! logs what it receives, and a one-shot node that sends one message.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ironforge_jobs::engine::{Engine, EngineConfig, Store};
+use ironforge_jobs::http::DEFAULT_HTTP_ADDR;
+use ironforge_jobs::{RedisConfig, WorkerConfig};
 use ironforge_node::{
     CookieSource, Node, NodeConfig, NodeEvent, OverflowPolicy, DEFAULT_MAILBOX_CAPACITY,
     DEFAULT_PMD_PORT,
 };
+
+use crate::handlers;
+
+/// How long running jobs may finish after Ctrl-C before they are handed back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -39,6 +48,62 @@ pub struct NodeArgs {
     /// What a full mailbox does: drop-newest, drop-oldest or reject.
     #[arg(long, default_value = "drop-newest")]
     overflow: OverflowPolicy,
+    #[command(flatten)]
+    jobs: JobsArgs,
+}
+
+/// The job engine a node runs.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Redis URL: use Redis Streams instead of the embedded store.
+    #[arg(long, env = "IRONFORGE_REDIS_URL")]
+    redis: Option<String>,
+    /// Key prefix in Redis, so several deployments can share one server.
+    #[arg(long, default_value = "ironforge")]
+    namespace: String,
+    /// Directory of the embedded store.
+    #[arg(long, env = "IRONFORGE_DATA_DIR", default_value = "ironforge-data")]
+    data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "IRONFORGE_HTTP", default_value = DEFAULT_HTTP_ADDR)]
+    http: SocketAddr,
+    /// Jobs run at once by this node.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long a job is leased to this node; renewed while it runs, and
+    /// handed to another worker this long after this node dies.
+    #[arg(long, default_value_t = 30_000)]
+    lease_ms: u64,
+    /// Run no job engine: messaging only.
+    #[arg(long)]
+    no_jobs: bool,
+}
+
+impl JobsArgs {
+    fn engine(&self) -> Option<EngineConfig> {
+        if self.no_jobs {
+            return None;
+        }
+        let store = match &self.redis {
+            Some(url) => Store::Redis(RedisConfig {
+                namespace: self.namespace.clone(),
+                ..RedisConfig::new(url)
+            }),
+            None => Store::Embedded {
+                dir: self.data_dir.clone(),
+            },
+        };
+        let worker = WorkerConfig {
+            concurrency: self.concurrency.max(1),
+            lease: Duration::from_millis(self.lease_ms.max(100)),
+            ..WorkerConfig::default()
+        };
+        Some(EngineConfig {
+            store,
+            http: Some(self.http),
+            worker: Some((handlers::builtin(), worker)),
+        })
+    }
 }
 
 impl NodeArgs {
@@ -58,12 +123,19 @@ impl NodeArgs {
 pub async fn node(command: NodeCommand) -> Result<ExitCode> {
     let NodeCommand::Start(args) = command;
     let node = Node::start(args.config()).await?;
+    let engine = match args.jobs.engine() {
+        Some(config) => Some(Engine::start(config).await?),
+        None => None,
+    };
     println!(
         "node '{}' ({}) listening on port {}",
         node.alias(),
         node.id(),
         node.listen_port()
     );
+    if let Some(addr) = engine.as_ref().and_then(Engine::http_addr) {
+        println!("job API on http://{addr} (handlers: echo, sleep, fail)");
+    }
     let mut events = node.events();
     node.handle(|node, message| async move {
         tracing::info!(from = message.from_alias(), body = %message.body(), "received");
@@ -89,6 +161,15 @@ pub async fn node(command: NodeCommand) -> Result<ExitCode> {
     tokio::select! {
         _ = watch => {}
         _ = shutdown_signal() => {}
+    }
+    if let Some(engine) = engine {
+        let report = engine.shutdown(SHUTDOWN_GRACE).await;
+        if report.released > 0 {
+            tracing::info!(
+                released = report.released,
+                "unfinished jobs handed back to the queue"
+            );
+        }
     }
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)

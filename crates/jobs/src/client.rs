@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{QueueBackend, QueueStats};
+use crate::backend::{Enqueued, QueueBackend, QueueStats};
 use crate::clock::now_ms;
 use crate::error::{JobError, ValidationError};
 use crate::job::{Job, JobId, JobLimits, JobSpec, JobStatus};
@@ -86,18 +86,28 @@ impl Client {
     /// Validates and stores one job durably; returns its id (or, for a known
     /// idempotency key, the id of the first job submitted with it).
     pub async fn submit(&self, spec: JobSpec) -> Result<JobId, JobError> {
-        let mut ids = self.submit_inner(vec![spec], false).await?;
-        ids.pop()
+        let mut enqueued = self.submit_detailed(vec![spec], false).await?;
+        enqueued
+            .pop()
+            .map(|e| e.id)
             .ok_or_else(|| JobError::Backend(crate::BackendError::Storage("no id returned".into())))
     }
 
     /// Validates every spec first (nothing is stored if one is invalid),
     /// then stores them all in one durable write. Ids in submission order.
     pub async fn submit_batch(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, JobError> {
-        self.submit_inner(specs, true).await
+        let enqueued = self.submit_detailed(specs, true).await?;
+        Ok(enqueued.into_iter().map(|e| e.id).collect())
     }
 
-    async fn submit_inner(&self, specs: Vec<JobSpec>, batch: bool) -> Result<Vec<JobId>, JobError> {
+    /// Like [`Client::submit_batch`], but keeps whether each job was a
+    /// duplicate of an earlier idempotency key. With `batch`, validation
+    /// errors name the index of the bad spec.
+    pub async fn submit_detailed(
+        &self,
+        specs: Vec<JobSpec>,
+        batch: bool,
+    ) -> Result<Vec<Enqueued>, JobError> {
         let limits = &self.config.limits;
         if specs.is_empty() || specs.len() > limits.max_batch {
             return Err(ValidationError::BadBatchSize {
@@ -138,7 +148,7 @@ impl Client {
                 observers.emit(e.id, Some(&kind), status, now);
             }
         }
-        Ok(enqueued.into_iter().map(|e| e.id).collect())
+        Ok(enqueued)
     }
 
     /// The job, or `None` if unknown.

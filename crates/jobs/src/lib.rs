@@ -32,6 +32,7 @@ pub mod backoff;
 pub mod client;
 pub mod clock;
 pub mod embedded;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod job;
@@ -44,6 +45,7 @@ pub mod testkit;
 pub mod worker;
 pub mod workflow;
 
+pub use crate::redis::{RedisBackend, RedisConfig};
 pub use backend::{
     AckOutcome, Completion, Enqueued, Lease, PriorityCounts, QueueBackend, QueueStats, Receipt,
     Reclaimed,

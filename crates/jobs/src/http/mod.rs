@@ -21,7 +21,7 @@
 //! [`DEFAULT_BACKEND_TIMEOUT`] (10 s), the health probe
 //! [`DEFAULT_HEALTH_TIMEOUT`] (2 s), open event streams
 //! [`DEFAULT_MAX_EVENT_STREAMS`] (256), jobs per batch and payload size from
-//! [`JobLimits`] (10,000 and 1 MiB).
+//! [`JobLimits`](crate::JobLimits) (10,000 and 1 MiB).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -59,7 +59,6 @@ mod error;
 mod events;
 mod metrics;
 mod routes;
-mod submit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,8 +73,6 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::client::Client;
 use crate::error::JobError;
-use crate::job::JobLimits;
-use crate::partition::Partitioner;
 
 pub use error::ApiError;
 pub use events::EVENT_KEEP_ALIVE;
@@ -106,10 +103,6 @@ pub struct ApiConfig {
     pub health_timeout: Duration,
     /// Most open event streams [`DEFAULT_MAX_EVENT_STREAMS`].
     pub max_event_streams: usize,
-    /// Submission bounds; keep equal to the [`Client`]'s [`JobLimits::default`].
-    pub limits: JobLimits,
-    /// Partition count; keep equal to the [`Client`]'s [16].
-    pub partitioner: Partitioner,
 }
 
 impl Default for ApiConfig {
@@ -119,8 +112,6 @@ impl Default for ApiConfig {
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
-            limits: JobLimits::default(),
-            partitioner: Partitioner::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::body::{decode_retry, decode_submission, JsonBytes, Submission};
 use super::error::ApiError;
 use super::metrics::{render, PROMETHEUS_CONTENT_TYPE};
-use super::{submit, ApiState, DEFAULT_LIST_LIMIT};
+use super::{ApiState, DEFAULT_LIST_LIMIT};
 use crate::client::MAX_LIST_LIMIT;
 use crate::job::{JobId, JobStatus};
 
@@ -40,15 +40,8 @@ pub(super) async fn submit_jobs(
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let Submission { specs, batch } = decode_submission(&body)?;
-    let config = &state.inner.config;
     let results = state
-        .call(submit::submit(
-            &state.inner.client,
-            &config.limits,
-            &config.partitioner,
-            specs,
-            batch,
-        ))
+        .call(state.inner.client.submit_detailed(specs, batch))
         .await?;
     let status = if results.iter().any(|e| !e.duplicate) {
         StatusCode::CREATED

@@ -1,0 +1,159 @@
+//! One running job engine: a backend (embedded by default, Redis Streams
+//! when given a URL), a worker with its scheduler, and the HTTP API, started
+//! and stopped together. `ironforge node start` and the examples use it so
+//! that a program gets the whole engine in a few lines.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::backend::QueueBackend;
+use crate::client::Client;
+use crate::embedded::{EmbeddedBackend, EmbeddedConfig};
+use crate::error::BackendError;
+use crate::http::{serve, ApiState};
+use crate::redis::{RedisBackend, RedisConfig};
+use crate::worker::{Registry, ShutdownReport, Worker, WorkerConfig, WorkerHandle};
+
+/// File name of the embedded store inside the data directory.
+pub const EMBEDDED_FILE: &str = "jobs.redb";
+
+/// Where jobs are kept.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// The embedded store in this directory (created if missing).
+    Embedded { dir: PathBuf },
+    /// Redis Streams.
+    Redis(RedisConfig),
+}
+
+/// What to start. `http: None` serves no API; `worker: None` runs no
+/// handlers (a submit-only process).
+pub struct EngineConfig {
+    pub store: Store,
+    pub http: Option<SocketAddr>,
+    pub worker: Option<(Registry, WorkerConfig)>,
+}
+
+/// Why the engine did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running engine.
+pub struct Engine {
+    client: Client,
+    http_addr: Option<SocketAddr>,
+    http: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    worker: Option<WorkerHandle>,
+}
+
+impl Engine {
+    /// Opens the store, then starts the worker and the API.
+    ///
+    /// ```
+    /// use ironforge_jobs::engine::{Engine, EngineConfig, Store};
+    /// use ironforge_jobs::{JobSpec, Registry, WorkerConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let mut handlers = Registry::new();
+    /// handlers.register_fn("echo", |ctx| async move { Ok(ctx.payload().clone()) });
+    /// let engine = Engine::start(EngineConfig {
+    ///     store: Store::Embedded { dir: dir.path().into() },
+    ///     http: Some("127.0.0.1:0".parse()?),
+    ///     worker: Some((handlers, WorkerConfig::default())),
+    /// })
+    /// .await?;
+    /// let id = engine.client().submit(JobSpec::new("echo", serde_json::json!(1))).await?;
+    /// println!("submitted {id}; API on {:?}", engine.http_addr());
+    /// engine.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let backend: Arc<dyn QueueBackend> = match config.store {
+            Store::Embedded { dir } => {
+                std::fs::create_dir_all(&dir).map_err(|source| EngineError::DataDir {
+                    dir: dir.clone(),
+                    source,
+                })?;
+                Arc::new(EmbeddedBackend::open(
+                    dir.join(EMBEDDED_FILE),
+                    EmbeddedConfig::default(),
+                )?)
+            }
+            Store::Redis(redis) => Arc::new(RedisBackend::connect(redis).await?),
+        };
+        let client = Client::new(backend.clone());
+        let (http_addr, http) = match config.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| EngineError::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| EngineError::Listen { addr, source })?;
+                let (stop, stopped) = oneshot::channel::<()>();
+                let state = ApiState::new(client.clone());
+                let task = tokio::spawn(serve(listener, state, async {
+                    let _ = stopped.await;
+                }));
+                (Some(bound), Some((stop, task)))
+            }
+            None => (None, None),
+        };
+        let worker = config.worker.map(|(registry, worker)| {
+            Worker::start(backend, registry, worker, client.observers().clone())
+        });
+        Ok(Engine {
+            client,
+            http_addr,
+            http,
+            worker,
+        })
+    }
+
+    /// A client over the engine's store, sharing its events and metrics.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Where the HTTP API listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Stops the API, lets running jobs finish for up to `grace`, hands the
+    /// rest back to the queue, and closes the store.
+    pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
+        if let Some((stop, task)) = self.http {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        let report = match self.worker {
+            Some(worker) => worker.shutdown(grace).await,
+            None => ShutdownReport::default(),
+        };
+        if let Err(err) = self.client.backend().close().await {
+            tracing::warn!(error = %err, "closing the store failed");
+        }
+        report
+    }
+}

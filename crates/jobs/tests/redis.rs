@@ -1,0 +1,611 @@
+//! The Redis Streams backend against a real `redis-server` started by each
+//! test on an ephemeral port: the whole behavioural suite, then what only
+//! Redis has (hash tags, concurrent promoters, a server restart, consumers
+//! that vanish, the dead-letter stream, an unreachable server).
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironforge_jobs::clock::now_ms;
+use ironforge_jobs::testkit::{self, fast_worker_config};
+use ironforge_jobs::{
+    BackendError, Client, JobId, JobSpec, JobStatus, Observers, Priority, QueueBackend,
+    RedisBackend, RedisConfig, Registry, SchedulerConfig, Worker, WorkerConfig,
+};
+use parking_lot::Mutex;
+use redis::AsyncCommands;
+use redis_server::RedisServer;
+
+static NAMESPACE: AtomicUsize = AtomicUsize::new(0);
+
+fn fresh_namespace() -> String {
+    format!("t{}", NAMESPACE.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn backend(server: &RedisServer, namespace: &str) -> Arc<RedisBackend> {
+    let config = RedisConfig::new(server.url()).namespace(namespace);
+    Arc::new(RedisBackend::connect(config).await.unwrap())
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_tokio_connection()
+        .await
+        .unwrap()
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let server = RedisServer::start();
+                let backend: Arc<dyn QueueBackend> = backend(&server, &fresh_namespace()).await;
+                testkit::$name(backend).await;
+            }
+        )*
+    };
+}
+
+suite!(
+    happy_path,
+    retry_then_success,
+    dead_letter_then_retry,
+    priority_order,
+    timeout_then_retry,
+    delayed_job_waits,
+    cancel_queued_and_scheduled,
+    lease_expiry_reclaimed,
+    renewed_lease_survives,
+    poison_job_goes_dead,
+    idempotency_dedup,
+    validation_errors,
+    unknown_kind_fails,
+    progress_is_visible,
+    graceful_shutdown,
+    fail_decisions_are_followed,
+);
+
+/// `run_all` on one server, a fresh namespace per test: namespaces keep
+/// deployments sharing a Redis apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_suite_shares_one_server_through_namespaces() {
+    let server = RedisServer::start();
+    testkit::run_all(|| async {
+        let backend: Arc<dyn QueueBackend> = backend(&server, &fresh_namespace()).await;
+        backend
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_of_a_partition_shares_its_hash_tag() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend = backend(&server, &ns).await;
+    let client = Client::new(backend.clone());
+    let mut specs: Vec<JobSpec> = (0..200)
+        .map(|i| JobSpec::new("k", serde_json::json!(i)).priority(Priority::ALL[i % 4]))
+        .collect();
+    specs.push(JobSpec::new("k", serde_json::Value::Null).run_at(now_ms() + 3_600_000));
+    specs.push(JobSpec::new("k", serde_json::Value::Null).idempotency_key("once"));
+    client.submit_batch(specs).await.unwrap();
+    let leases = backend
+        .fetch("c", 20, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap();
+    let (done, dead) = leases.split_at(10);
+    backend
+        .complete(
+            done.iter()
+                .map(|l| ironforge_jobs::Completion {
+                    receipt: l.receipt.clone(),
+                    result: serde_json::Value::Null,
+                })
+                .collect(),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    for lease in dead {
+        backend
+            .fail(
+                lease.receipt.clone(),
+                "x".into(),
+                ironforge_jobs::FailDecision::Dead,
+                now_ms(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut conn = raw(&server).await;
+    let keys: Vec<String> = conn.keys(format!("{ns}:*")).await.unwrap();
+    let mut tags: HashMap<String, usize> = HashMap::new();
+    for key in &keys {
+        let rest = key.strip_prefix(&format!("{ns}:{{p")).unwrap_or_else(|| {
+            panic!("key {key} does not start with the namespace and a partition tag")
+        });
+        let (partition, tail) = rest.split_once("}:").expect("closed hash tag");
+        let partition: u32 = partition.parse().expect("numeric partition");
+        assert!(partition < backend.partitions(), "{key}");
+        assert!(!tail.contains('{'), "a second brace in {key}");
+        assert!(key.starts_with(backend.partition_prefix(partition).unwrap()));
+        *tags.entry(partition.to_string()).or_default() += 1;
+    }
+    assert_eq!(tags.len(), 16, "all partitions used: {tags:?}");
+    for kind in [
+        "stream:critical",
+        "stream:low",
+        "job:",
+        "delayed",
+        "dead",
+        "counts",
+        "idem:once",
+        "finished:completed",
+    ] {
+        assert!(keys.iter().any(|k| k.contains(kind)), "no {kind} key");
+    }
+    // Nothing lives outside the partitions.
+    let all: Vec<String> = conn.keys("*").await.unwrap();
+    assert_eq!(all.len(), keys.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_is_written_once_and_never_re_encoded() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend = backend(&server, &ns).await;
+    let client = Client::new(backend.clone());
+    let id = client
+        .submit(JobSpec::new(
+            "k",
+            serde_json::json!({"big": "x".repeat(1000)}),
+        ))
+        .await
+        .unwrap();
+    let job = client.get(id).await.unwrap().unwrap();
+    let key = format!(
+        "{}job:{id}",
+        backend.partition_prefix(job.partition).unwrap()
+    );
+    let mut conn = raw(&server).await;
+    let before: String = conn.hget(&key, "spec").await.unwrap();
+    let lease = backend
+        .fetch("c", 1, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap()
+        .remove(0);
+    backend.progress(&lease.receipt, 50).await.unwrap();
+    backend
+        .complete(
+            vec![ironforge_jobs::Completion {
+                receipt: lease.receipt,
+                result: serde_json::json!("done"),
+            }],
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let after: String = conn.hget(&key, "spec").await.unwrap();
+    assert_eq!(before, after);
+    let status: String = conn.hget(&key, "st").await.unwrap();
+    assert_eq!(status, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_promoters_never_queue_a_job_twice() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let a = backend(&server, &ns).await;
+    let b = backend(&server, &ns).await;
+    let client = Client::new(a.clone());
+    let run_at = now_ms() + 60_000;
+    let mut ids = HashSet::new();
+    for _ in 0..5 {
+        let specs = (0..200)
+            .map(|i| JobSpec::new("later", serde_json::json!(i)).run_at(run_at))
+            .collect();
+        ids.extend(client.submit_batch(specs).await.unwrap());
+    }
+    assert_eq!(a.stats().await.unwrap().scheduled, 1_000);
+    assert_eq!(a.promote_due(run_at - 1).await.unwrap(), 0, "not due yet");
+    // Time is an argument: promote as if a minute had passed.
+    let now = run_at;
+    let mut promoters = Vec::new();
+    for i in 0..8 {
+        let backend = if i % 2 == 0 { a.clone() } else { b.clone() };
+        promoters.push(tokio::spawn(async move {
+            backend.promote_due(now).await.unwrap()
+        }));
+    }
+    let mut moved = 0;
+    for p in promoters {
+        moved += p.await.unwrap();
+    }
+    assert_eq!(moved, 1_000);
+    let stats = a.stats().await.unwrap();
+    assert_eq!((stats.queued.total(), stats.scheduled), (1_000, 0));
+    let mut conn = raw(&server).await;
+    let mut entries = 0u64;
+    for p in 0..a.partitions() {
+        let stream = format!("{}stream:medium", a.partition_prefix(p).unwrap());
+        let len: u64 = conn.xlen(&stream).await.unwrap();
+        entries += len;
+    }
+    assert_eq!(entries, 1_000, "one stream entry per job");
+    let mut leased = HashSet::new();
+    loop {
+        let batch = b
+            .fetch("c", 256, Duration::from_secs(30), now_ms())
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for lease in batch {
+            assert!(leased.insert(lease.job.id), "{} leased twice", lease.job.id);
+        }
+    }
+    assert_eq!(leased, ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_consumer_s_entries_are_reclaimed_and_completed_elsewhere() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let ghost = backend(&server, &ns).await;
+    let client = Client::new(ghost.clone());
+    let ids = client
+        .submit_batch(
+            (0..20)
+                .map(|i| JobSpec::new("work", serde_json::json!(i)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let leased = ghost
+        .fetch("ghost", 20, Duration::from_millis(300), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 20);
+    drop(leased);
+    drop(client);
+    drop(ghost);
+
+    let survivor: Arc<dyn QueueBackend> = backend(&server, &ns).await;
+    let observers = Observers::default();
+    let client = testkit::client(&survivor, &observers);
+    let mut registry = Registry::new();
+    registry.register_fn("work", |ctx| async move { Ok(ctx.payload().clone()) });
+    let worker = Worker::start(
+        survivor.clone(),
+        registry,
+        fast_worker_config("survivor"),
+        observers.clone(),
+    );
+    for id in &ids {
+        let job = testkit::wait_status(&client, *id, JobStatus::Completed).await;
+        assert_eq!(
+            job.deliveries, 2,
+            "first delivery to the ghost, second here"
+        );
+    }
+    worker.shutdown(Duration::from_secs(1)).await;
+    let mut conn = raw(&server).await;
+    for p in 0..16 {
+        let stream = format!("{ns}:{{p{p}}}:stream:medium");
+        let pending: redis::streams::StreamPendingReply =
+            conn.xpending(&stream, "workers").await.unwrap();
+        assert_eq!(pending.count(), 0, "nothing left pending in {stream}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_job_lands_in_its_partition_s_dead_letter_stream() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend = backend(&server, &ns).await;
+    let client = Client::new(backend.clone());
+    let id = client
+        .submit(JobSpec::new("poison", serde_json::Value::Null))
+        .await
+        .unwrap();
+    let partition = client.get(id).await.unwrap().unwrap().partition;
+    for _ in 0..2 {
+        backend
+            .fetch("crashy", 1, Duration::from_millis(30), now_ms())
+            .await
+            .unwrap()
+            .remove(0);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let reclaimed = backend.reclaim_expired(now_ms(), 2).await.unwrap();
+        assert_eq!(reclaimed.len(), 1);
+    }
+    let job = client.get(id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Dead);
+    let dead_stream = format!("{}dead", backend.partition_prefix(partition).unwrap());
+    let mut conn = raw(&server).await;
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(&dead_stream).await.unwrap();
+    assert_eq!(entries.ids.len(), 1);
+    let recorded: String = entries.ids[0].get("j").unwrap();
+    assert_eq!(recorded, id.to_string());
+    client.retry(id, true).await.unwrap();
+    let len: u64 = conn.xlen(&dead_stream).await.unwrap();
+    assert_eq!(len, 0, "a retried job leaves the dead letters");
+    assert_eq!(
+        client.get(id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_reported_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = RedisConfig::new(format!("redis://127.0.0.1:{port}"));
+    match RedisBackend::connect(config).await {
+        Err(BackendError::Unavailable(message)) => assert!(message.contains("redis"), "{message}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let bad = RedisConfig::new("redis://127.0.0.1:1").namespace("with{brace}");
+    assert!(matches!(
+        RedisBackend::connect(bad).await,
+        Err(BackendError::Storage(_))
+    ));
+}
+
+/// Redis restarted mid-run with append-only on: calls fail `Unavailable`
+/// during the outage, then the same backend and worker carry on by
+/// themselves and every acknowledged submission completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_no_acknowledged_job() {
+    let mut server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend: Arc<dyn QueueBackend> = backend(&server, &ns).await;
+    let observers = Observers::default();
+    let client = testkit::client(&backend, &observers);
+    let completed = Arc::new(Mutex::new(HashSet::new()));
+    let seen = completed.clone();
+    let mut registry = Registry::new();
+    registry.register_fn("count", move |ctx| {
+        seen.lock().insert(ctx.job().id);
+        async { Ok(serde_json::Value::Null) }
+    });
+    let worker = Worker::start(
+        backend.clone(),
+        registry,
+        WorkerConfig {
+            lease: Duration::from_secs(1),
+            scheduler: Some(SchedulerConfig {
+                promote_interval: Duration::from_millis(20),
+                reclaim_interval: Duration::from_millis(100),
+                max_deliveries: 10,
+            }),
+            ..fast_worker_config("restart")
+        },
+        observers.clone(),
+    );
+    let mut acknowledged: Vec<JobId> = Vec::new();
+    let submit = |round: usize| {
+        let client = client.clone();
+        async move {
+            client
+                .submit_batch(
+                    (0..100)
+                        .map(|i| JobSpec::new("count", serde_json::json!([round, i])))
+                        .collect(),
+                )
+                .await
+        }
+    };
+    for round in 0..5 {
+        acknowledged.extend(submit(round).await.unwrap());
+    }
+    server.stop();
+    match backend.stats().await {
+        Err(BackendError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable while Redis is down, got {other:?}"),
+    }
+    assert!(
+        submit(99).await.is_err(),
+        "nothing is acknowledged while down"
+    );
+    server.restart();
+    // The same backend recovers on its own; the first calls may still see
+    // the reconnect in progress.
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
+    let mut round = 5;
+    while round < 10 {
+        match submit(round).await {
+            Ok(ids) => {
+                acknowledged.extend(ids);
+                round += 1;
+            }
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never recovered: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    for id in &acknowledged {
+        testkit::wait_status(&client, *id, JobStatus::Completed).await;
+    }
+    {
+        let done = completed.lock();
+        assert!(acknowledged.iter().all(|id| done.contains(id)));
+    }
+    assert_eq!(acknowledged.len(), 1_000);
+    worker.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `list` reads each status from where Redis keeps it (streams, pending
+/// entries, the delayed set, dead letters, the finished indexes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_finds_jobs_in_every_status() {
+    let server = RedisServer::start();
+    let backend = backend(&server, &fresh_namespace()).await;
+    let client = Client::new(backend.clone());
+    let spec = |p: Priority| JobSpec::new("l", serde_json::Value::Null).priority(p);
+    let running = client.submit(spec(Priority::Critical)).await.unwrap();
+    let completed = client.submit(spec(Priority::Critical)).await.unwrap();
+    let retrying = client.submit(spec(Priority::High)).await.unwrap();
+    let dead = client.submit(spec(Priority::High)).await.unwrap();
+    let queued = client.submit(spec(Priority::Low)).await.unwrap();
+    let cancelled = client.submit(spec(Priority::Low)).await.unwrap();
+    let scheduled = client
+        .submit(spec(Priority::Medium).run_at(now_ms() + 3_600_000))
+        .await
+        .unwrap();
+    client.cancel(cancelled).await.unwrap();
+    let leases = backend
+        .fetch("c", 4, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap();
+    let receipt = |id: JobId| {
+        leases
+            .iter()
+            .find(|l| l.job.id == id)
+            .unwrap()
+            .receipt
+            .clone()
+    };
+    backend
+        .complete(
+            vec![ironforge_jobs::Completion {
+                receipt: receipt(completed),
+                result: serde_json::json!(1),
+            }],
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let later = ironforge_jobs::FailDecision::Retry {
+        at: now_ms() + 3_600_000,
+    };
+    backend
+        .fail(receipt(retrying), "later".into(), later, now_ms())
+        .await
+        .unwrap();
+    backend
+        .fail(
+            receipt(dead),
+            "never".into(),
+            ironforge_jobs::FailDecision::Dead,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    for (status, id) in [
+        (JobStatus::Running, running),
+        (JobStatus::Completed, completed),
+        (JobStatus::Failed, retrying),
+        (JobStatus::Dead, dead),
+        (JobStatus::Queued, queued),
+        (JobStatus::Cancelled, cancelled),
+        (JobStatus::Scheduled, scheduled),
+    ] {
+        let listed: Vec<JobId> = client
+            .list(status, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(listed, vec![id], "{status}");
+    }
+    assert!(client.list(JobStatus::Queued, 0).await.unwrap().is_empty());
+}
+
+/// Not a test: the body of the worker process that
+/// `a_worker_process_killed_with_sigkill_loses_nothing` starts and kills.
+/// It leases every job and never finishes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process for the SIGKILL test"]
+async fn sigkill_child_worker() {
+    let (Ok(url), Ok(ns)) = (
+        std::env::var("REDIS_CHILD_URL"),
+        std::env::var("REDIS_CHILD_NS"),
+    ) else {
+        return;
+    };
+    let backend: Arc<dyn QueueBackend> = Arc::new(
+        RedisBackend::connect(RedisConfig::new(url).namespace(ns))
+            .await
+            .unwrap(),
+    );
+    let mut registry = Registry::new();
+    registry.register_fn("slow", |_ctx| std::future::pending());
+    let _worker = Worker::start(
+        backend,
+        registry,
+        WorkerConfig {
+            lease: Duration::from_secs(1),
+            ..fast_worker_config("doomed")
+        },
+        Observers::default(),
+    );
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_killed_with_sigkill_loses_nothing() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend: Arc<dyn QueueBackend> = backend(&server, &ns).await;
+    let observers = Observers::default();
+    let client = testkit::client(&backend, &observers);
+    let ids = client
+        .submit_batch(
+            (0..8)
+                .map(|i| JobSpec::new("slow", serde_json::json!(i)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "sigkill_child_worker",
+            "--nocapture",
+        ])
+        .env("REDIS_CHILD_URL", server.url())
+        .env("REDIS_CHILD_NS", &ns)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for id in &ids {
+        testkit::wait_status(&client, *id, JobStatus::Running).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(client.stats().await.unwrap().running, 8);
+
+    let mut registry = Registry::new();
+    registry.register_fn("slow", |ctx| async move { Ok(ctx.payload().clone()) });
+    let worker = Worker::start(
+        backend.clone(),
+        registry,
+        fast_worker_config("heir"),
+        observers.clone(),
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let job = testkit::wait_status(&client, *id, JobStatus::Completed).await;
+        assert_eq!(job.result, Some(serde_json::json!(i)));
+        assert_eq!(job.deliveries, 2);
+    }
+    worker.shutdown(Duration::from_secs(1)).await;
+}
