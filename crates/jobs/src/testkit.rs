@@ -90,6 +90,27 @@ pub async fn wait_status(client: &Client, id: JobId, status: JobStatus) -> Job {
     }
 }
 
+/// Waits for the worker's event that `id` reached `status`, returning every
+/// event of `id` seen on the way (the worker records metrics before it
+/// publishes, so counters are final once this returns); panics after [`WAIT`].
+pub async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<crate::JobEvent>,
+    id: JobId,
+    status: JobStatus,
+) -> Vec<JobStatus> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.last() != Some(&status) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(event)) if event.id == id => seen.push(event.status),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => panic!("event stream failed: {err}"),
+            Err(_) => panic!("no {status} event for {id}; saw {seen:?}"),
+        }
+    }
+    seen
+}
+
 /// Submit, run, complete: the result is stored and events were published.
 pub async fn happy_path(backend: Arc<dyn QueueBackend>) {
     let observers = Observers::default();
@@ -111,12 +132,7 @@ pub async fn happy_path(backend: Arc<dyn QueueBackend>) {
     let stats = client.stats().await.unwrap();
     assert_eq!(stats.completed, 1);
     assert_eq!(stats.queued.total() + stats.running + stats.dead, 0);
-    let mut seen = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        if event.id == id {
-            seen.push(event.status);
-        }
-    }
+    let seen = wait_event(&mut events, id, JobStatus::Completed).await;
     // The client reports `queued` after the durable write returns, and a
     // fast worker may report `running` before that: only the end is ordered.
     assert_eq!(seen.len(), 3, "{seen:?}");
@@ -143,12 +159,14 @@ pub async fn retry_then_success(backend: Arc<dyn QueueBackend>) {
             Ok(serde_json::json!("ok"))
         }
     });
+    let mut events = observers.events.subscribe();
     let worker = start(&backend, registry, &observers);
     let id = client
         .submit(JobSpec::new("flaky", serde_json::Value::Null).max_retries(3))
         .await
         .unwrap();
     let job = wait_status(&client, id, JobStatus::Completed).await;
+    wait_event(&mut events, id, JobStatus::Completed).await;
     assert_eq!(job.attempts, 3);
     assert_eq!(job.last_error.as_deref(), Some("transient failure 2"));
     let counters = &observers.metrics.snapshot()["flaky"];
