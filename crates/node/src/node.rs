@@ -63,6 +63,10 @@ pub struct NodeStats {
     pub rejected: u64,
     /// Dropped because the peer could not be reached.
     pub undeliverable: u64,
+    /// Frames written to peers, and the socket writes that carried them:
+    /// under load one write carries many frames.
+    pub frames_written: u64,
+    pub socket_writes: u64,
     pub mailbox_len: usize,
     pub peers: usize,
 }
@@ -72,6 +76,8 @@ pub(crate) struct Counters {
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub undeliverable: AtomicU64,
+    pub frames_written: AtomicU64,
+    pub socket_writes: AtomicU64,
 }
 
 struct PendingRequest {
@@ -628,6 +634,8 @@ impl Node {
             dropped: mailbox.dropped.load(Ordering::Relaxed),
             rejected: mailbox.rejected.load(Ordering::Relaxed),
             undeliverable: shared.stats.undeliverable.load(Ordering::Relaxed),
+            frames_written: shared.stats.frames_written.load(Ordering::Relaxed),
+            socket_writes: shared.stats.socket_writes.load(Ordering::Relaxed),
             mailbox_len: shared.mailbox.len(),
             peers: shared.peers.len(),
         }

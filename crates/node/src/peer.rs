@@ -248,15 +248,22 @@ impl PeerTask {
                 }
             }
             buf.clear();
+            let mut frames = self.carry.len() as u64;
             for frame in self.carry.drain(..) {
                 buf.extend_from_slice(&frame);
             }
             while buf.len() < WRITE_BATCH_BYTES {
                 match self.out.try_recv() {
-                    Ok(frame) => buf.extend_from_slice(&frame),
+                    Ok(frame) => {
+                        buf.extend_from_slice(&frame);
+                        frames += 1;
+                    }
                     Err(_) => break,
                 }
             }
+            let stats = &self.shared.stats;
+            stats.frames_written.fetch_add(frames, Ordering::Relaxed);
+            stats.socket_writes.fetch_add(1, Ordering::Relaxed);
             if let Err(err) = writer.write_all(&buf).await {
                 tracing::debug!(peer = %self.node_id, error = %err, "write failed");
                 return Outcome::Lost;

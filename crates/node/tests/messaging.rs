@@ -174,6 +174,15 @@ async fn concurrent_senders_keep_per_sender_order() {
     assert_eq!(next, vec![EACH; SENDERS as usize]);
     let stats = b.stats();
     assert_eq!((stats.dropped, stats.peers), (0, 1));
+    // Writes were coalesced: on average many frames per socket write.
+    let sent = a.stats();
+    assert_eq!(sent.frames_written, SENDERS * EACH);
+    assert!(
+        sent.socket_writes * 4 < sent.frames_written,
+        "{} writes for {} frames",
+        sent.socket_writes,
+        sent.frames_written
+    );
 }
 
 #[tokio::test]
