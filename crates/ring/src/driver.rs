@@ -140,10 +140,15 @@ impl<T: GossipTransport> Driver<T> {
     fn announce_to_seeds(&mut self) {
         let own_addr = self.swim.identity().addr();
         for seed in &self.seeds {
-            if *seed == own_addr {
+            // Not yet known (e.g. the seed node is not up): asked again on
+            // the next announce round.
+            let Some(seed) = self.transport.resolve_seed(seed) else {
+                continue;
+            };
+            if seed == own_addr {
                 continue;
             }
-            if let Err(error) = self.swim.announce(MemberId::seed(seed), &mut self.runtime) {
+            if let Err(error) = self.swim.announce(MemberId::seed(&seed), &mut self.runtime) {
                 tracing::debug!(%error, %seed, "announce failed");
             }
         }

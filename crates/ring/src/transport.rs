@@ -30,4 +30,12 @@ pub trait GossipTransport: Send + Sync + 'static {
 
     /// Hands one datagram to the network without waiting.
     fn send(&self, to: &str, datagram: Bytes) -> Result<(), TransportError>;
+
+    /// The transport address of the member reachable as `seed`, or `None`
+    /// while it is not known yet (the membership asks again on its next
+    /// announce round). Must not wait. The default takes seeds to be
+    /// transport addresses already, as for UDP.
+    fn resolve_seed(&self, seed: &str) -> Option<String> {
+        Some(seed.to_owned())
+    }
 }
