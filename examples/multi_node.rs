@@ -19,12 +19,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut nodes = Vec::with_capacity(count);
     for i in 0..count {
-        let config = NodeConfig::new(format!("node-{i}")).cookie("example").allow_multiple();
+        let config = NodeConfig::new(format!("node-{i}"))
+            .cookie("example")
+            .allow_multiple();
         nodes.push(Node::start(config).await?);
     }
     for node in &nodes {
         let peers = node.discover().await?;
-        for peer in peers.iter().filter(|p| p.display_name().starts_with("node-")) {
+        for peer in peers
+            .iter()
+            .filter(|p| p.display_name().starts_with("node-"))
+        {
             node.send(peer.display_name(), &json!({ "hello_from": node.alias() }))
                 .await?;
         }
@@ -35,7 +40,12 @@ async fn main() -> anyhow::Result<()> {
             let message = tokio::time::timeout(Duration::from_secs(5), node.recv())
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("node stopped"))?;
-            greetings.push(message.body()["hello_from"].as_str().unwrap_or("?").to_owned());
+            greetings.push(
+                message.body()["hello_from"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
+            );
         }
         greetings.sort();
         println!("{} received from: {}", node.alias(), greetings.join(", "));

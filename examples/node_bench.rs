@@ -27,11 +27,22 @@ struct Sample<'a> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--sink") {
-        let port: u16 = args.get(2).ok_or_else(|| anyhow::anyhow!("pmd port"))?.parse()?;
+        let port: u16 = args
+            .get(2)
+            .ok_or_else(|| anyhow::anyhow!("pmd port"))?
+            .parse()?;
         return sink(port).await;
     }
-    let messages: u64 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(2_000_000);
-    let round_trips: usize = args.get(2).map(|a| a.parse()).transpose()?.unwrap_or(20_000);
+    let messages: u64 = args
+        .get(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(2_000_000);
+    let round_trips: usize = args
+        .get(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(20_000);
 
     let daemon = Daemon::bind(DaemonConfig {
         bind: "127.0.0.1:0".parse()?,
@@ -56,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     // Warm the connection.
-    source.request("sink", &"count", Duration::from_secs(5)).await?;
+    source
+        .request("sink", &"count", Duration::from_secs(5))
+        .await?;
 
     let payload = "x".repeat(60);
     let per_sender = messages / SENDERS as u64;
@@ -67,7 +80,11 @@ async fn main() -> anyhow::Result<()> {
         let (node, payload) = (source.clone(), payload.clone());
         tasks.push(tokio::spawn(async move {
             for seq in 0..per_sender {
-                let sample = Sample { seq, sender, payload: &payload };
+                let sample = Sample {
+                    seq,
+                    sender,
+                    payload: &payload,
+                };
                 node.send("sink", &sample).await?;
             }
             anyhow::Ok(())
@@ -78,11 +95,18 @@ async fn main() -> anyhow::Result<()> {
     }
     // The sink handles its mailbox in order, so this reply comes after
     // every message above was received.
-    let reply = source.request("sink", &"count", Duration::from_secs(60)).await?;
+    let reply = source
+        .request("sink", &"count", Duration::from_secs(60))
+        .await?;
     let elapsed = started.elapsed();
     let counted = reply.body()["received"].as_u64().unwrap_or(0);
     let dropped = reply.body()["dropped"].as_u64().unwrap_or(0);
-    let frame_len = serde_json::to_vec(&Sample { seq: 123_456, sender: 1, payload: &payload })?.len();
+    let frame_len = serde_json::to_vec(&Sample {
+        seq: 123_456,
+        sender: 1,
+        payload: &payload,
+    })?
+    .len();
     println!(
         "fire-and-forget: {total} messages of ~{frame_len} B body in {elapsed:.2?} = {:.0} msg/s (sink received {counted}, dropped {dropped})",
         total as f64 / elapsed.as_secs_f64()
@@ -90,9 +114,15 @@ async fn main() -> anyhow::Result<()> {
 
     let mut rtts = Vec::with_capacity(round_trips);
     for n in 0..round_trips {
-        let sample = Sample { seq: n as u64, sender: 0, payload: &payload };
+        let sample = Sample {
+            seq: n as u64,
+            sender: 0,
+            payload: &payload,
+        };
         let started = Instant::now();
-        source.request("sink", &sample, Duration::from_secs(5)).await?;
+        source
+            .request("sink", &sample, Duration::from_secs(5))
+            .await?;
         rtts.push(started.elapsed());
     }
     rtts.sort();

@@ -41,18 +41,32 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut pending = ids.clone();
     while !pending.is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "jobs still unfinished: {pending:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "jobs still unfinished: {pending:?}"
+        );
         let mut still = Vec::new();
         for id in pending {
-            let job: Value = http.get(format!("{api}/jobs/{id}")).send().await?.json().await?;
+            let job: Value = http
+                .get(format!("{api}/jobs/{id}"))
+                .send()
+                .await?
+                .json()
+                .await?;
             match job["status"].as_str() {
                 Some("completed") => println!(
                     "{} {:<12} {:<8} completed -> {}",
-                    id, job["kind"].as_str().unwrap_or("?"), job["priority"].as_str().unwrap_or("?"), job["result"]
+                    id,
+                    job["kind"].as_str().unwrap_or("?"),
+                    job["priority"].as_str().unwrap_or("?"),
+                    job["result"]
                 ),
                 Some("dead") => println!(
                     "{} {:<12} {:<8} dead: {}",
-                    id, job["kind"].as_str().unwrap_or("?"), job["priority"].as_str().unwrap_or("?"), job["last_error"]
+                    id,
+                    job["kind"].as_str().unwrap_or("?"),
+                    job["priority"].as_str().unwrap_or("?"),
+                    job["last_error"]
                 ),
                 _ => still.push(id),
             }

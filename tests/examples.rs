@@ -11,12 +11,20 @@ fn example(name: &str) -> PathBuf {
     let deps = std::env::current_exe().expect("test executable path");
     let target = deps.parent().and_then(|d| d.parent()).expect("target dir");
     let path = target.join("examples").join(name);
-    assert!(path.exists(), "{} not built; run `cargo test --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test --workspace`",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs an example to completion (bounded), with a private PMD it starts.
@@ -54,16 +62,39 @@ fn ping_pong_gets_five_answers() {
     let output = run_with_private_pmd("ping_pong", &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     for n in 1..=5 {
-        assert!(stdout.contains(&format!("ping {n} -> {{\"pong\":{n}}}")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("ping {n} -> {{\"pong\":{n}}}")),
+            "{stdout}"
+        );
     }
+}
+
+#[test]
+fn without_a_daemon_executable_a_node_serves_the_pmd_itself() {
+    let port = free_port();
+    let output = Command::new(example("ping_pong"))
+        .env("IRONFORGE_PMD_PORT", port.to_string())
+        .env("IRONFORGE_PMD_BIN", "")
+        .output()
+        .expect("run example");
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ping 5 -> {\"pong\":5}"));
+    // The daemon lived and died with the example's process.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
 #[test]
 fn multi_node_delivers_all_to_all() {
     let output = run_with_private_pmd("multi_node", &["4"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("node-0 received from: node-1, node-2, node-3"), "{stdout}");
-    assert!(stdout.contains("node-3 received from: node-0, node-1, node-2"), "{stdout}");
+    assert!(
+        stdout.contains("node-0 received from: node-1, node-2, node-3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("node-3 received from: node-0, node-1, node-2"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -83,7 +114,10 @@ fn submit_jobs_runs_against_simple_worker() {
     BufReader::new(worker.stdout.take().unwrap())
         .read_line(&mut ready)
         .unwrap();
-    assert!(ready.contains("worker ready"), "simple_worker said {ready:?}");
+    assert!(
+        ready.contains("worker ready"),
+        "simple_worker said {ready:?}"
+    );
     let output = Command::new(example("submit_jobs"))
         .env("IRONFORGE_API", format!("http://127.0.0.1:{port}"))
         .output()
@@ -94,5 +128,8 @@ fn submit_jobs_runs_against_simple_worker() {
     assert!(output.status.success(), "{output:?}");
     assert!(stdout.contains("submitted 5 jobs"), "{stdout}");
     assert_eq!(stdout.matches(" completed -> ").count(), 4, "{stdout}");
-    assert!(stdout.contains("dead: \"no valid `to` address\""), "{stdout}");
+    assert!(
+        stdout.contains("dead: \"no valid `to` address\""),
+        "{stdout}"
+    );
 }

@@ -78,7 +78,7 @@ async fn start(daemon: DaemonArgs, foreground: bool) -> Result<ExitCode> {
     }
     match connect_or_start(config.bind, Some(&self_as_daemon())).await? {
         (_, Launch::AlreadyRunning) => println!("PMD already running on {}", config.bind),
-        (_, Launch::Started) => println!("PMD started on {}", config.bind),
+        (_, Launch::Started | Launch::InProcess(_)) => println!("PMD started on {}", config.bind),
     }
     Ok(ExitCode::SUCCESS)
 }

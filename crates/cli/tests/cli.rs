@@ -36,10 +36,11 @@ fn stdout(output: &Output) -> String {
 struct NodeProcess(Child);
 
 impl NodeProcess {
-    /// Starts `ironforge node start` and waits for its "listening" line.
+    /// Starts `ironforge node start` (messaging only) and waits for its
+    /// "listening" line.
     fn start(port: u16, alias: &str) -> NodeProcess {
         let mut child = Command::new(BIN)
-            .args(["node", "start", "--alias", alias])
+            .args(["node", "start", "--alias", alias, "--no-jobs"])
             .env("IRONFORGE_PMD_PORT", port.to_string())
             .env("IRONFORGE_COOKIE", COOKIE)
             .env("IRONFORGE_LOG", "warn")

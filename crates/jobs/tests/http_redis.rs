@@ -4,16 +4,12 @@
 //! a JSON error naming the backend; metrics still answer; once Redis is
 //! back, the API recovers by itself and the stored job is still there.
 
-#[path = "support/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ironforge_jobs::http::{serve, ApiConfig, ApiState};
+use ironforge_jobs::testkit::RedisServer;
 use ironforge_jobs::{Client, RedisBackend, RedisConfig};
-use redis_server::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

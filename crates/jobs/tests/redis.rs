@@ -3,15 +3,13 @@
 //! Redis has (hash tags, concurrent promoters, a server restart, consumers
 //! that vanish, the dead-letter stream, an unreachable server).
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ironforge_jobs::clock::now_ms;
+use ironforge_jobs::testkit::RedisServer;
 use ironforge_jobs::testkit::{self, fast_worker_config};
 use ironforge_jobs::{
     BackendError, Client, JobId, JobSpec, JobStatus, Observers, Priority, QueueBackend,
@@ -19,7 +17,6 @@ use ironforge_jobs::{
 };
 use parking_lot::Mutex;
 use redis::AsyncCommands;
-use redis_server::RedisServer;
 
 static NAMESPACE: AtomicUsize = AtomicUsize::new(0);
 

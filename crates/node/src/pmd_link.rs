@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironforge_pmd::client::{PmdClient, PmdError};
-use ironforge_pmd::launcher::connect_or_start;
+use ironforge_pmd::launcher::{connect_or_start, Launch};
 use ironforge_pmd::protocol::{PeerEvent, PeerEventKind, Registration};
 use tokio::sync::mpsc;
 
@@ -23,9 +23,16 @@ pub(crate) async fn connect_and_register(
 ) -> Result<mpsc::Receiver<PeerEvent>, NodeError> {
     let addr = shared.config.pmd_addr;
     let client = if shared.config.auto_start_pmd {
-        connect_or_start(addr, shared.config.pmd_command.as_ref())
-            .await?
-            .0
+        let (client, launch) = connect_or_start(addr, shared.config.pmd_command.as_ref()).await?;
+        if let Launch::InProcess(stop) = launch {
+            // Stopped with the node; other nodes then find or start another.
+            let node_stopped = shared.shutdown.clone();
+            tokio::spawn(async move {
+                node_stopped.cancelled().await;
+                stop.cancel();
+            });
+        }
+        client
     } else {
         PmdClient::connect(addr).await?
     };

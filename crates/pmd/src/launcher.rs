@@ -1,5 +1,6 @@
 //! Find-or-start: a first node on a host needs no set-up, because it starts
-//! the port-mapper daemon itself.
+//! the port-mapper daemon itself — a detached `ironforge-pmd` if one can be
+//! found, else a daemon served inside its own process.
 //!
 //! The daemon is spawned detached (its own process group, so it outlives the
 //! node and ignores the node's Ctrl-C). Readiness is awaited, not guessed:
@@ -15,12 +16,17 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::client::{PmdClient, PmdError};
+use crate::server::{Daemon, DaemonConfig, PmdServerError};
 
 /// Name of the daemon executable.
 pub const DAEMON_BIN: &str = "ironforge-pmd";
 
-/// Environment variable naming the daemon executable explicitly.
+/// Environment variable naming the daemon executable explicitly; set but
+/// empty, no executable is used and a first node serves the daemon itself. set but
+/// empty, no executable is used and a first node serves the daemon itself.
 pub const DAEMON_BIN_ENV: &str = "IRONFORGE_PMD_BIN";
 
 /// How long to wait for a spawned daemon to become ready.
@@ -29,25 +35,28 @@ pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors starting a daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error(
-        "no port-mapper daemon at {addr} and no `{DAEMON_BIN}` executable found next to this \
-         program or on PATH (set {DAEMON_BIN_ENV} to its path)"
-    )]
-    NotFound { addr: SocketAddr },
     #[error("could not start {path}: {source}")]
     Spawn {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("could not serve a port-mapper daemon at {addr} in this process: {source}")]
+    Host {
+        addr: SocketAddr,
+        source: PmdServerError,
     },
     #[error("the port-mapper daemon at {addr} did not become ready: {source}")]
     NotReady { addr: SocketAddr, source: PmdError },
 }
 
 /// How the daemon came to be answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Launch {
     AlreadyRunning,
+    /// A detached daemon process was started.
     Started,
+    /// This process serves the registry; cancel the token to stop it.
+    InProcess(CancellationToken),
 }
 
 /// How to start a daemon: a program and the arguments before `--port P
@@ -77,16 +86,39 @@ pub async fn connect_or_start(
     if let Ok(client) = probe(addr).await {
         return Ok((client, Launch::AlreadyRunning));
     }
-    let command = match command {
-        Some(command) => command.clone(),
-        None => DaemonCommand::find().ok_or(LaunchError::NotFound { addr })?,
+    let launch = match command.cloned().or_else(DaemonCommand::find) {
+        Some(command) => {
+            tracing::info!(%addr, program = %command.program.display(), "no port-mapper daemon answering; starting one");
+            spawn_and_wait(&command, addr).await?;
+            Launch::Started
+        }
+        None => host_in_process(addr).await?,
     };
-    tracing::info!(%addr, program = %command.program.display(), "no port-mapper daemon answering; starting one");
-    spawn_and_wait(&command, addr).await?;
     let client = probe(addr)
         .await
         .map_err(|source| LaunchError::NotReady { addr, source })?;
-    Ok((client, Launch::Started))
+    Ok((client, launch))
+}
+
+/// Without a daemon executable (a program built alone, say), this process
+/// serves the registry itself until the returned token is cancelled; when
+/// it exits, its nodes' peers find or start another.
+async fn host_in_process(addr: SocketAddr) -> Result<Launch, LaunchError> {
+    let config = DaemonConfig {
+        bind: addr,
+        ..DaemonConfig::default()
+    };
+    match Daemon::bind(config).await {
+        Ok(daemon) => {
+            tracing::info!(%addr, "no port-mapper daemon and no `{DAEMON_BIN}` executable; serving one in this process");
+            let stop = daemon.shutdown_handle();
+            tokio::spawn(daemon.run());
+            Ok(Launch::InProcess(stop))
+        }
+        // Another process won the port in the meantime.
+        Err(PmdServerError::AddrInUse { .. }) => Ok(Launch::AlreadyRunning),
+        Err(err) => Err(LaunchError::Host { addr, source: err }),
+    }
 }
 
 /// A client to a daemon that answers a `status` request.
@@ -135,8 +167,9 @@ async fn spawn_and_wait(command: &DaemonCommand, addr: SocketAddr) -> Result<(),
 /// Looks for the daemon next to the running executable (and one level up,
 /// where cargo puts binaries relative to test executables), then on PATH.
 pub fn find_daemon_binary() -> Option<PathBuf> {
+    // Set but empty: use no executable (the daemon is served in-process).
     if let Some(path) = std::env::var_os(DAEMON_BIN_ENV) {
-        return Some(PathBuf::from(path));
+        return (!path.is_empty()).then(|| PathBuf::from(path));
     }
     let exe_dir = std::env::current_exe()
         .ok()

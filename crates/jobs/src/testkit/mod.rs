@@ -6,6 +6,10 @@
 //! or states with a deadline rather than fixed sleeps, and finish in about
 //! a second each.
 
+mod redis_server;
+
+pub use redis_server::RedisServer;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
