@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo run --release --example node_bench [-- MESSAGES [ROUND_TRIPS]]`
 //! (defaults: 2,000,000 messages, 20,000 round trips). The parent process
-//! runs a private PMD on a free port and spawns itself as the sink.
+//! runs a private PMD on a free port and spawns itself as the sink. Both
+//! processes use tokio's multi-threaded runtime, or its single-threaded one
+//! with `IRONFORGE_BENCH_RUNTIME=current_thread` (one process per core).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,8 +25,17 @@ struct Sample<'a> {
     payload: &'a str,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let runtime = match std::env::var("IRONFORGE_BENCH_RUNTIME").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Runtime::new()?,
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--sink") {
         let port: u16 = args
@@ -133,10 +144,47 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99),
         rtts[rtts.len() - 1]
     );
+    let floor = raw_tcp_round_trips(round_trips)?;
+    println!(
+        "raw TCP floor: {round_trips} blocking 100-byte round trips on loopback (no framing, no JSON): p50 {:.1?} p99 {:.1?}",
+        floor[floor.len() / 2],
+        floor[floor.len() * 99 / 100]
+    );
     source.send("sink", &"stop").await?;
     source.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     Ok(())
+}
+
+/// What the machine itself allows: blocking std sockets echoing 100 bytes
+/// between two threads, sorted round-trip times.
+fn raw_tcp_round_trips(n: usize) -> anyhow::Result<Vec<Duration>> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut peer, _) = listener.accept()?;
+        peer.set_nodelay(true)?;
+        let mut buf = [0u8; 100];
+        while peer.read_exact(&mut buf).is_ok() {
+            peer.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut buf = [7u8; 100];
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        stream.write_all(&buf)?;
+        stream.read_exact(&mut buf)?;
+        times.push(started.elapsed());
+    }
+    drop(stream);
+    let _ = echo.join();
+    times.sort();
+    Ok(times)
 }
 
 fn config(alias: &str, pmd_port: u16) -> NodeConfig {
