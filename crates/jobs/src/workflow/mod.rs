@@ -1,1 +1,30 @@
-//! Workflows (being written).
+//! Workflows: DAGs of jobs where a job is queued once all its dependencies
+//! completed, with a per-workflow failure policy and a replayable history.
+//!
+//! This module is the pure core: validation at submission (duplicate keys,
+//! unknown dependencies, self-dependencies and cycles are refused with the
+//! offending keys), the [`Workflow`] state machine (O(V+E): adjacency lists
+//! and in-degree counts), its event history and [`replay`]. It does no I/O
+//! and reads no clock; the engine's async shell enqueues the jobs it names
+//! as ready and feeds back what workers report.
+//!
+//! Bounds (see [`WorkflowLimits`]): at most 100,000 jobs per workflow,
+//! 1,000 dependencies per job, 1,000,000 dependencies in total, 256-byte
+//! keys and names, 4,096-byte error messages, and each job's `max_retries`
+//! retries. The history therefore holds at most a few events per job plus
+//! one per allowed retry.
+
+mod engine;
+mod error;
+mod event;
+mod graph;
+mod replay;
+mod spec;
+mod state;
+
+pub use engine::{Transition, Workflow, WorkflowSummary};
+pub use error::{MissingDependency, ReplayError, TransitionError, WorkflowError};
+pub use event::{EventKind, WorkflowEvent};
+pub use replay::replay;
+pub use spec::{FailurePolicy, WorkflowId, WorkflowJobSpec, WorkflowLimits, WorkflowSpec};
+pub use state::{JobCounts, JobRecord, JobState, WorkflowState, WorkflowStatus};
