@@ -1,7 +1,8 @@
 //! HTTP submit benchmark: C concurrent clients, each on its own keep-alive
 //! connection, POST jobs to a real API server (embedded backend in a temp
 //! dir, same process) until N jobs are accepted; prints throughput and
-//! per-request latency percentiles. Figures go to docs/perf/http.md.
+//! per-request latency percentiles (over Redis Streams when REDIS_URL is
+//! set). Figures go to docs/perf/http.md.
 //!
 //! ```text
 //! cargo run --release -p ironforge-jobs --example bench_http -- [--jobs N] [--clients C] [--batch K] [--direct 1]
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ironforge_jobs::http::{serve, ApiState};
-use ironforge_jobs::{Client, EmbeddedBackend, EmbeddedConfig, JobSpec};
+use ironforge_jobs::{
+    Client, EmbeddedBackend, EmbeddedConfig, JobSpec, QueueBackend, RedisBackend, RedisConfig,
+};
 
 struct Args {
     jobs: usize,
@@ -232,8 +235,18 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let dir = tempfile::tempdir()?;
-    let backend = EmbeddedBackend::open(dir.path().join("jobs.redb"), EmbeddedConfig::default())?;
-    let client = Client::new(Arc::new(backend));
+    // REDIS_URL: measure over Redis Streams (a fresh namespace) instead.
+    let backend: Arc<dyn QueueBackend> = match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            let namespace = format!("bench{}", std::process::id());
+            Arc::new(RedisBackend::connect(RedisConfig::new(url).namespace(namespace)).await?)
+        }
+        Err(_) => Arc::new(EmbeddedBackend::open(
+            dir.path().join("jobs.redb"),
+            EmbeddedConfig::default(),
+        )?),
+    };
+    let client = Client::new(backend);
     let state = ApiState::new(client.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
