@@ -150,22 +150,34 @@ pub(crate) fn job_from_hash(
     decode_job(id, spec, &m).map(Some)
 }
 
-/// Where a lease lives: partition, priority stream, entry id and consumer.
+/// Where a lease lives: partition, priority stream, entry id and consumer,
+/// plus the job's attempt count when it was leased (attempts only change
+/// when a lease ends, so completion can write `attempts + 1` without
+/// reading the job first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Token {
     pub partition: u32,
     pub rank: usize,
     pub entry: String,
     pub consumer: String,
+    /// `None` for tokens issued before this field existed.
+    pub attempts: Option<u32>,
 }
 
 impl Token {
-    /// `partition:rank:entry:consumer` (the consumer last: it may hold `:`).
+    /// `partition:rank:entry/attempts:consumer` (the consumer last: it may
+    /// hold `:`; stream entry ids never hold `/`).
     pub fn encode(&self) -> String {
-        format!(
-            "{}:{}:{}:{}",
-            self.partition, self.rank, self.entry, self.consumer
-        )
+        match self.attempts {
+            Some(attempts) => format!(
+                "{}:{}:{}/{}:{}",
+                self.partition, self.rank, self.entry, attempts, self.consumer
+            ),
+            None => format!(
+                "{}:{}:{}:{}",
+                self.partition, self.rank, self.entry, self.consumer
+            ),
+        }
     }
 
     /// The token of a receipt this backend issued, or `None` for a foreign one.
@@ -173,7 +185,11 @@ impl Token {
         let mut parts = receipt.token.splitn(4, ':');
         let partition = parts.next()?.parse().ok()?;
         let rank: usize = parts.next()?.parse().ok()?;
-        let entry = parts.next()?.to_string();
+        let field = parts.next()?;
+        let (entry, attempts) = match field.split_once('/') {
+            Some((entry, attempts)) => (entry.to_string(), Some(attempts.parse().ok()?)),
+            None => (field.to_string(), None),
+        };
         let consumer = parts.next()?.to_string();
         if rank > 3 || entry.is_empty() {
             return None;
@@ -183,6 +199,7 @@ impl Token {
             rank,
             entry,
             consumer,
+            attempts,
         })
     }
 }
@@ -238,6 +255,7 @@ mod tests {
             rank: 2,
             entry: "1700000000000-3".into(),
             consumer: "host:worker-1".into(),
+            attempts: Some(4),
         };
         let receipt = Receipt {
             job_id: JobId::new_random(),
@@ -245,8 +263,27 @@ mod tests {
             priority: Priority::Medium,
             token: token.encode(),
         };
-        assert_eq!(Token::decode(&receipt), Some(token));
-        for bad in ["", "42", "1:9:1-1:c", "x:1:1-1:c", "1:1::c"] {
+        assert_eq!(Token::decode(&receipt), Some(token.clone()));
+        // Tokens without the attempt count (issued by older versions) still decode.
+        let old = Token {
+            attempts: None,
+            ..token
+        };
+        let receipt = Receipt {
+            token: old.encode(),
+            ..receipt
+        };
+        assert_eq!(receipt.token, "7:2:1700000000000-3:host:worker-1");
+        assert_eq!(Token::decode(&receipt), Some(old));
+        for bad in [
+            "",
+            "42",
+            "1:9:1-1:c",
+            "x:1:1-1:c",
+            "1:1::c",
+            "1:1:1-1/x:c",
+            "1:1:/2:c",
+        ] {
             let receipt = Receipt {
                 token: bad.into(),
                 ..receipt.clone()

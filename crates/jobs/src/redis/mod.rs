@@ -490,6 +490,7 @@ impl RedisBackend {
                     rank,
                     entry: f[1].clone(),
                     consumer: consumer.to_string(),
+                    attempts: Some(job.attempts),
                 };
                 let lease = Lease {
                     receipt: Receipt {
@@ -692,7 +693,8 @@ impl QueueBackend for RedisBackend {
                 cmd.arg(token.rank)
                     .arg(&token.entry)
                     .arg(receipt.job_id.to_string())
-                    .arg(&results[*i]);
+                    .arg(&results[*i])
+                    .arg(token.attempts.map(|a| a.to_string()).unwrap_or_default());
             }
             cmd
         })
@@ -944,5 +946,50 @@ impl QueueBackend for RedisBackend {
     async fn close(&self) -> Result<(), BackendError> {
         self.closed.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use super::*;
+    use crate::clock::now_ms;
+    use crate::job::JobSpec;
+    use crate::testkit::RedisServer;
+
+    /// A batch naming one lease twice leaves the completion fast path (XACK
+    /// counts fewer entries than it was given) and still completes the job
+    /// exactly once, with the attempt count the receipt carried plus one.
+    #[tokio::test]
+    async fn duplicate_receipts_in_one_batch_complete_once() {
+        let server = RedisServer::start();
+        let backend = RedisBackend::connect(RedisConfig::new(server.url()).namespace("dup"))
+            .await
+            .unwrap();
+        let now = now_ms();
+        let job = JobSpec::new("k", serde_json::json!(1))
+            .into_job(JobId::new_random(), 0, now, &Default::default())
+            .unwrap();
+        backend.enqueue(vec![job.clone()]).await.unwrap();
+        let lease = backend
+            .fetch("c", 1, Duration::from_secs(30), now)
+            .await
+            .unwrap()
+            .remove(0);
+        let done = |result: i32| Completion {
+            receipt: lease.receipt.clone(),
+            result: serde_json::json!(result),
+        };
+        let outcomes = backend.complete(vec![done(1), done(2)], now).await.unwrap();
+        assert_eq!(outcomes, vec![AckOutcome::Ok, AckOutcome::LeaseLost]);
+        let stored = backend.get(job.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.attempts, stored.result),
+            (JobStatus::Completed, 1, Some(serde_json::json!(1)))
+        );
+        let stats = backend.stats().await.unwrap();
+        assert_eq!((stats.completed, stats.running), (1, 0));
+        // A second batch for the same lease: nothing pending, lease lost.
+        let again = backend.complete(vec![done(3)], now).await.unwrap();
+        assert_eq!(again, vec![AckOutcome::LeaseLost]);
     }
 }

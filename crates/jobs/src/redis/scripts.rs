@@ -12,7 +12,9 @@
 //! Job hash fields: `spec` (immutable JSON, written once), `kind`, `pr`
 //! (priority rank), `st` (status), `run`, `att`, `del`, `sta`, `fin`, `err`,
 //! `res`, `prog`, `ent` (current stream entry), `lms` (lease length, ms),
-//! `dent` (dead-letter entry).
+//! `dent` (dead-letter entry). `ent` and `lms` mean something only while
+//! the status is `queued` or `running` (every reader checks `st` first), so
+//! completion leaves them in place rather than spend a write clearing them.
 
 /// Helpers prepended to every script.
 const PRELUDE: &str = r#"
@@ -133,13 +135,20 @@ return out
 
 /// Lists the order keys of up to `k` undelivered entries, highest priority
 /// first. ARGV: pfx, k. Reply: rank, order, rank, order, ...
+///
+/// The counts hash says how many entries each stream holds undelivered
+/// (every XADD of a queued job increments `q<r>`, every lease and cancel
+/// decrements it, in the same script), so streams with none are skipped
+/// without asking the consumer group where it stands: an idle partition or
+/// priority costs one HMGET instead of EXISTS + XINFO GROUPS + XRANGE.
 const PEEK: &str = r#"
 local pfx, left = ARGV[1], tonumber(ARGV[2])
+local q = redis.call('HMGET', KEYS[1], 'q0', 'q1', 'q2', 'q3')
 local out = {}
 for r = 0, 3 do
   if left <= 0 then break end
   local s = skey(pfx, r)
-  if redis.call('EXISTS', s) == 1 then
+  if (tonumber(q[r + 1]) or 0) > 0 and redis.call('EXISTS', s) == 1 then
     local es = redis.call('XRANGE', s, '(' .. last_delivered(s), '+', 'COUNT', left)
     for _, e in ipairs(es) do
       local f = e[2]
@@ -189,7 +198,7 @@ for r = 0, 3 do
           redis.call('XDEL', s, eid)
         else
           local del = (tonumber(h[3]) or 0) + 1
-          redis.call('HSET', jk, 'st', 'running', 'sta', now, 'del', del, 'lms', lms, 'prog', '')
+          redis.call('HSET', jk, 'st', 'running', 'sta', now, 'del', del, 'lms', lms)
           taken = taken + 1
           out[#out + 1] = tostring(r)
           out[#out + 1] = eid
@@ -212,21 +221,54 @@ return out
 "#;
 
 /// Completes leases. ARGV: pfx, now, finished_ttl_ms (0 = keep),
-/// index_len, then 4 per job: rank, entry id, job id, result JSON.
-/// Reply per job: '1' done, '0' lease lost.
+/// index_len, then 5 per job: rank, entry id, job id, result JSON,
+/// attempts when leased ('' if unknown). Reply per job: '1' done, '0' lease
+/// lost.
+///
+/// Fast path: the entries are acknowledged first, in one XACK per stream.
+/// An entry is pending exactly while its job is running on it (every script
+/// that ends a lease acknowledges the entry in the same step, and a claim
+/// acknowledges stale entries at once), so when XACK counts every entry as
+/// acknowledged, every lease was still held and each job needs one HSET,
+/// with the attempt count carried by its receipt. Otherwise (a lease
+/// expired, a duplicate in the batch, an old receipt) each job is checked
+/// against its hash as before; acknowledging an entry no longer pending is
+/// a no-op.
 const COMPLETE: &str = r#"
 local pfx, now, ttl, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local counts = KEYS[1]
-local acks = {{}, {}, {}, {}}
+local ids = {{}, {}, {}, {}}
+for b = 5, #ARGV, 5 do
+  local r = tonumber(ARGV[b]) + 1
+  ids[r][#ids[r] + 1] = ARGV[b + 1]
+end
+local all_held = true
+for r = 0, 3 do
+  local list = ids[r + 1]
+  local i, acked = 1, 0
+  while i <= #list do
+    local j = math.min(i + 499, #list)
+    acked = acked + redis.call('XACK', skey(pfx, r), GROUP, unpack(list, i, j))
+    i = j + 1
+  end
+  if acked ~= #list then all_held = false end
+end
+local dels = {{}, {}, {}, {}}
 local out, done = {}, {}
-for b = 5, #ARGV, 4 do
-  local r, eid, jid, res = tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+for b = 5, #ARGV, 5 do
+  local r, eid, jid, res, att = tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local jk = pfx .. 'job:' .. jid
-  local h = redis.call('HMGET', jk, 'st', 'ent', 'att')
-  if h[1] == 'running' and h[2] == eid then
-    table.insert(acks[r + 1], eid)
-    local att = (tonumber(h[3]) or 0) + 1
-    redis.call('HSET', jk, 'st', 'completed', 'fin', now, 'res', res, 'att', att, 'ent', '', 'lms', '')
+  local ok = all_held and att ~= ''
+  if ok then
+    att = tonumber(att) + 1
+  else
+    local h = redis.call('HMGET', jk, 'st', 'ent', 'att')
+    ok = h[1] == 'running' and h[2] == eid
+    att = (tonumber(h[3]) or 0) + 1
+  end
+  if ok then
+    table.insert(dels[r + 1], eid)
+    redis.call('HSET', jk, 'st', 'completed', 'fin', now, 'res', res, 'att', att)
     if ttl > 0 then redis.call('PEXPIRE', jk, ttl) end
     done[#done + 1] = jid
     out[#out + 1] = '1'
@@ -235,11 +277,7 @@ for b = 5, #ARGV, 4 do
   end
 end
 for r = 0, 3 do
-  if #acks[r + 1] > 0 then
-    local s = skey(pfx, r)
-    chunked('XACK', s, GROUP, acks[r + 1])
-    chunked('XDEL', s, nil, acks[r + 1])
-  end
+  if #dels[r + 1] > 0 then chunked('XDEL', skey(pfx, r), nil, dels[r + 1]) end
 end
 if #done > 0 then
   incr(counts, 'run', -#done)
