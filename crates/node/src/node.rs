@@ -98,6 +98,13 @@ struct Remote {
     addr: Option<SocketAddr>,
 }
 
+/// The JSON body of a message that never leaves this node.
+fn encode_body<T: Serialize + ?Sized>(body: &T) -> Result<Bytes, NodeError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))
+}
+
 async fn lookup(host: &str, port: u16) -> Option<SocketAddr> {
     tokio::net::lookup_host((host, port)).await.ok()?.next()
 }
@@ -439,9 +446,7 @@ impl Node {
         let shared = &self.shared;
         match shared.resolve(to).await? {
             Route::Local => {
-                let body = serde_json::to_vec(body)
-                    .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))?;
-                let message = shared.local_message(body.into(), None);
+                let message = shared.local_message(encode_body(body)?, None);
                 match name {
                     None => shared.deliver_local(message),
                     Some(name) => {
@@ -507,9 +512,8 @@ impl Node {
         };
         shared.pending.insert(id, PendingRequest { peer, reply });
         let sent = match route {
-            Route::Local => serde_json::to_vec(body)
-                .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))
-                .and_then(|body| shared.deliver_local(shared.local_message(body.into(), Some(id)))),
+            Route::Local => encode_body(body)
+                .and_then(|body| shared.deliver_local(shared.local_message(body, Some(id)))),
             Route::Remote(remote) => {
                 match frame::encode(
                     DataKind::Request,
@@ -555,11 +559,9 @@ impl Node {
         };
         let shared = &self.shared;
         if to.from() == shared.id {
-            let body = serde_json::to_vec(body)
-                .map_err(|e| NodeError::Encode(ironforge_pmd::wire::WireError::Malformed(e)))?;
             let me: Arc<str> = shared.id.as_str().into();
             let alias: Arc<str> = shared.alias.as_str().into();
-            shared.complete_request(id, &me, &alias, body.into(), None);
+            shared.complete_request(id, &me, &alias, encode_body(body)?, None);
             return Ok(());
         }
         let frame = frame::encode(
