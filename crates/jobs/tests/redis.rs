@@ -37,36 +37,13 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let server = RedisServer::start();
-                let backend: Arc<dyn QueueBackend> = backend(&server, &fresh_namespace()).await;
-                testkit::$name(backend).await;
-            }
-        )*
-    };
-}
-
-suite!(
-    happy_path,
-    retry_then_success,
-    dead_letter_then_retry,
-    priority_order,
-    timeout_then_retry,
-    delayed_job_waits,
-    cancel_queued_and_scheduled,
-    lease_expiry_reclaimed,
-    renewed_lease_survives,
-    poison_job_goes_dead,
-    idempotency_dedup,
-    validation_errors,
-    unknown_kind_fails,
-    progress_is_visible,
-    graceful_shutdown,
-    fail_decisions_are_followed,
+ironforge_jobs::backend_suite!(
+    async {
+        let server = RedisServer::start();
+        let backend: Arc<dyn QueueBackend> = backend(&server, &fresh_namespace()).await;
+        (server, backend)
+    }
+    .await
 );
 
 /// `run_all` on one server, a fresh namespace per test: namespaces keep

@@ -792,27 +792,57 @@ pub async fn fail_decisions_are_followed(backend: Arc<dyn QueueBackend>) {
     assert_eq!((again[0].job.id, again[0].job.attempts), (ids[0], 1));
 }
 
+/// Declares one `#[tokio::test]` per case of the suite, each on the
+/// `(guard, backend)` pair that `$fresh` (an expression, evaluated inside
+/// the async test) makes; the guard (a temp dir, a server) lives as long as
+/// the test. The list of cases lives here once, so no backend skips one.
+///
+/// ```ignore
+/// ironforge_jobs::backend_suite!(fresh());
+/// ```
+#[macro_export]
+macro_rules! backend_suite {
+    (@list $($then:tt)*) => {
+        $crate::backend_suite!($($then)* happy_path,
+            retry_then_success,
+            dead_letter_then_retry,
+            priority_order,
+            timeout_then_retry,
+            delayed_job_waits,
+            cancel_queued_and_scheduled,
+            lease_expiry_reclaimed,
+            renewed_lease_survives,
+            worker_renews_long_jobs,
+            poison_job_goes_dead,
+            idempotency_dedup,
+            validation_errors,
+            unknown_kind_fails,
+            progress_is_visible,
+            graceful_shutdown,
+            fail_decisions_are_followed);
+    };
+    (@tests [$fresh:expr] $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_guard, backend) = $fresh;
+                $crate::testkit::$case(backend).await;
+            }
+        )*
+    };
+    (@run [$make:ident] $($case:ident),*) => {
+        $( $crate::testkit::$case($make().await).await; )*
+    };
+    ($fresh:expr) => {
+        $crate::backend_suite!(@list @tests [$fresh]);
+    };
+}
+
 /// Runs every test of the suite, each on a fresh backend from `make`.
 pub async fn run_all<F, Fut>(mut make: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Arc<dyn QueueBackend>>,
 {
-    happy_path(make().await).await;
-    retry_then_success(make().await).await;
-    dead_letter_then_retry(make().await).await;
-    priority_order(make().await).await;
-    timeout_then_retry(make().await).await;
-    delayed_job_waits(make().await).await;
-    cancel_queued_and_scheduled(make().await).await;
-    lease_expiry_reclaimed(make().await).await;
-    renewed_lease_survives(make().await).await;
-    worker_renews_long_jobs(make().await).await;
-    poison_job_goes_dead(make().await).await;
-    idempotency_dedup(make().await).await;
-    validation_errors(make().await).await;
-    unknown_kind_fails(make().await).await;
-    progress_is_visible(make().await).await;
-    graceful_shutdown(make().await).await;
-    fail_decisions_are_followed(make().await).await;
+    crate::backend_suite!(@list @run [make]);
 }
