@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         store: Store::Embedded { dir: dir.into() },
         http: Some(http.parse()?),
         worker: Some((handlers, WorkerConfig::default())),
+        routes: None,
     })
     .await?;
     if let Some(addr) = engine.http_addr() {

@@ -102,6 +102,7 @@ impl JobsArgs {
             store,
             http: Some(self.http),
             worker: Some((handlers::builtin(), worker)),
+            routes: None,
         })
     }
 }

@@ -15,7 +15,7 @@ use crate::backend::QueueBackend;
 use crate::client::Client;
 use crate::embedded::{EmbeddedBackend, EmbeddedConfig};
 use crate::error::BackendError;
-use crate::http::{serve, ApiState};
+use crate::http::{serve_with_routes, ApiState};
 use crate::redis::{RedisBackend, RedisConfig};
 use crate::worker::{Registry, ShutdownReport, Worker, WorkerConfig, WorkerHandle};
 
@@ -32,11 +32,13 @@ pub enum Store {
 }
 
 /// What to start. `http: None` serves no API; `worker: None` runs no
-/// handlers (a submit-only process).
+/// handlers (a submit-only process); `routes` are merged into the API (the
+/// cluster layer adds its own there).
 pub struct EngineConfig {
     pub store: Store,
     pub http: Option<SocketAddr>,
     pub worker: Option<(Registry, WorkerConfig)>,
+    pub routes: Option<axum::Router>,
 }
 
 /// Why the engine did not start.
@@ -80,6 +82,7 @@ impl Engine {
     ///     store: Store::Embedded { dir: dir.path().into() },
     ///     http: Some("127.0.0.1:0".parse()?),
     ///     worker: Some((handlers, WorkerConfig::default())),
+    ///     routes: None,
     /// })
     /// .await?;
     /// let id = engine.client().submit(JobSpec::new("echo", serde_json::json!(1))).await?;
@@ -112,7 +115,8 @@ impl Engine {
                     .map_err(|source| EngineError::Listen { addr, source })?;
                 let (stop, stopped) = oneshot::channel::<()>();
                 let state = ApiState::new(client.clone());
-                let task = tokio::spawn(serve(listener, state, async {
+                let routes = config.routes.unwrap_or_default();
+                let task = tokio::spawn(serve_with_routes(listener, state, routes, async {
                     let _ = stopped.await;
                 }));
                 (Some(bound), Some((stop, task)))

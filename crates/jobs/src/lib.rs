@@ -56,7 +56,7 @@ pub use embedded::{EmbeddedBackend, EmbeddedConfig};
 pub use error::{BackendError, JobError, ValidationError};
 pub use job::{Job, JobId, JobLimits, JobSpec, JobStatus, Priority};
 pub use observe::{EventBus, JobEvent, JobMetrics, Observers};
-pub use partition::Partitioner;
+pub use partition::{OwnedPartitions, Partitioner};
 pub use scheduler::{SchedulerConfig, SchedulerHandle};
 pub use worker::{
     HandlerError, HandlerResult, JobContext, JobHandler, Registry, ShutdownReport, Worker,

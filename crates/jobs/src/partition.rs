@@ -3,6 +3,10 @@
 //! forever, so every process and version agrees, and the cluster layer can
 //! later hand partitions to owners. Pure.
 
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
 use crate::job::JobId;
 
 /// Partitions when not configured [16].
@@ -42,6 +46,58 @@ impl Partitioner {
             None => fnv1a64(id.0.as_bytes()),
         };
         (hash % u64::from(self.partitions)) as u32
+    }
+}
+
+/// The partitions this process consumes and schedules, shared between the
+/// cluster layer (which changes it when ring ownership moves) and the
+/// backend (which reads it on every fetch, promotion and reclaim pass).
+/// A single process owns them all. Cheap to clone; clones share the set.
+///
+/// ```
+/// use ironforge_jobs::OwnedPartitions;
+/// let owned = OwnedPartitions::all(4);
+/// assert_eq!(&*owned.list(), &[0, 1, 2, 3]);
+/// owned.set([3, 1, 3]);
+/// assert!(owned.contains(1) && !owned.contains(0));
+/// assert_eq!(&*owned.list(), &[1, 3]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct OwnedPartitions {
+    list: Arc<RwLock<Arc<[u32]>>>,
+}
+
+impl OwnedPartitions {
+    /// Every partition of `0..partitions`.
+    pub fn all(partitions: u32) -> Self {
+        OwnedPartitions {
+            list: Arc::new(RwLock::new((0..partitions.max(1)).collect())),
+        }
+    }
+
+    /// No partition (a node that has not joined the ring yet).
+    pub fn none() -> Self {
+        OwnedPartitions {
+            list: Arc::new(RwLock::new(Arc::from(Vec::new()))),
+        }
+    }
+
+    /// Replaces the set (sorted, duplicates dropped).
+    pub fn set(&self, partitions: impl IntoIterator<Item = u32>) {
+        let mut list: Vec<u32> = partitions.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        *self.list.write() = Arc::from(list);
+    }
+
+    /// The owned partitions, ascending.
+    pub fn list(&self) -> Arc<[u32]> {
+        self.list.read().clone()
+    }
+
+    /// True when `partition` is owned.
+    pub fn contains(&self, partition: u32) -> bool {
+        self.list.read().binary_search(&partition).is_ok()
     }
 }
 

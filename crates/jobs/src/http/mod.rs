@@ -229,10 +229,21 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_routes(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`], with `extra` routes (say, a cluster's `/cluster/...`) merged
+/// into the API. `extra` must not set a fallback.
+pub async fn serve_with_routes(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, backend = state.client().backend().name(), "HTTP API listening");
     }
-    let app = router(state.clone());
+    let app = router(state.clone()).merge(extra);
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");

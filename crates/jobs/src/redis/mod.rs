@@ -48,7 +48,7 @@ use crate::backend::{
 use crate::backoff::FailDecision;
 use crate::error::BackendError;
 use crate::job::{Job, JobId, JobStatus, Priority};
-use crate::partition::{fnv1a64, Partitioner, DEFAULT_PARTITIONS};
+use crate::partition::{fnv1a64, OwnedPartitions, Partitioner, DEFAULT_PARTITIONS};
 
 /// Oldest Redis with everything used here (XAUTOCLAIM-era stream commands:
 /// `XPENDING … IDLE`, exclusive `XRANGE` bounds).
@@ -86,6 +86,11 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Longest wait for a connection [2 s].
     pub connect_timeout: Duration,
+    /// The partitions this process fetches from, promotes and reclaims;
+    /// `None` is all of them [None]. Enqueue, reads and acknowledgements
+    /// reach every partition whatever this says. The cluster layer hands
+    /// each node the partitions it owns on the ring.
+    pub owned: Option<OwnedPartitions>,
 }
 
 impl Default for RedisConfig {
@@ -105,6 +110,7 @@ impl Default for RedisConfig {
             idle_poll: Duration::from_millis(20),
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            owned: None,
         }
     }
 }
@@ -277,6 +283,19 @@ impl RedisBackend {
     /// and tests inspecting the keys).
     pub fn partition_prefix(&self, partition: u32) -> Option<&str> {
         self.prefixes.get(partition as usize).map(String::as_str)
+    }
+
+    /// The partitions this process consumes (see [`RedisConfig::owned`]).
+    fn consumed(&self) -> Vec<u32> {
+        match &self.config.owned {
+            Some(owned) => owned
+                .list()
+                .iter()
+                .copied()
+                .filter(|p| *p < self.partitions())
+                .collect(),
+            None => (0..self.partitions()).collect(),
+        }
     }
 
     async fn check_version(&self) -> Result<(), BackendError> {
@@ -649,8 +668,13 @@ impl QueueBackend for RedisBackend {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let all: Vec<u32> = (0..self.partitions()).collect();
-        let mut peeked = self.peek(&all, first_peek(max, self.partitions())).await?;
+        let consumed = self.consumed();
+        if consumed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut peeked = self
+            .peek(&consumed, first_peek(max, consumed.len() as u32))
+            .await?;
         let shares = loop {
             match choose(&peeked, max) {
                 Choice::Lease(shares) => break shares,
@@ -789,7 +813,9 @@ impl QueueBackend for RedisBackend {
 
     async fn promote_due(&self, now_ms: u64) -> Result<usize, BackendError> {
         let limit = self.config.max_promote_per_pass.max(1);
-        let cmds = (0..self.partitions())
+        let cmds = self
+            .consumed()
+            .into_iter()
             .map(|p| {
                 let mut cmd = self.script(&self.scripts.promote, p);
                 cmd.arg(now_ms).arg(self.reserve_seq(limit)).arg(limit);
@@ -809,7 +835,9 @@ impl QueueBackend for RedisBackend {
         max_deliveries: u32,
     ) -> Result<Vec<Reclaimed>, BackendError> {
         let scan = self.config.max_reclaim_scan.max(1);
-        let cmds = (0..self.partitions())
+        let cmds = self
+            .consumed()
+            .into_iter()
             .map(|p| {
                 let mut cmd = self.script(&self.scripts.reclaim, p);
                 cmd.arg(now_ms)

@@ -18,6 +18,7 @@ mod engine;
 mod error;
 mod event;
 mod graph;
+mod journal;
 mod replay;
 mod spec;
 mod state;
@@ -25,6 +26,10 @@ mod state;
 pub use engine::{Transition, Workflow, WorkflowSummary};
 pub use error::{MissingDependency, ReplayError, TransitionError, WorkflowError};
 pub use event::{EventKind, WorkflowEvent};
+pub use journal::{
+    is_workflow_end, JournalError, MemoryJournal, WorkflowJournal, WorkflowRecord,
+    DEFAULT_MAX_FINISHED_WORKFLOWS,
+};
 pub use replay::replay;
 pub use spec::{FailurePolicy, WorkflowId, WorkflowJobSpec, WorkflowLimits, WorkflowSpec};
 pub use state::{JobCounts, JobRecord, JobState, WorkflowState, WorkflowStatus};

@@ -1,0 +1,1 @@
+//! Replicated job and workflow state (placeholder; being written).
