@@ -20,6 +20,7 @@ mod event;
 mod graph;
 mod journal;
 mod replay;
+mod routing;
 mod spec;
 mod state;
 
@@ -31,5 +32,6 @@ pub use journal::{
     DEFAULT_MAX_FINISHED_WORKFLOWS,
 };
 pub use replay::replay;
+pub use routing::{ForwardError, WorkflowRouting};
 pub use spec::{FailurePolicy, WorkflowId, WorkflowJobSpec, WorkflowLimits, WorkflowSpec};
 pub use state::{JobCounts, JobRecord, JobState, WorkflowState, WorkflowStatus};
