@@ -40,10 +40,9 @@ async fn main() -> anyhow::Result<()> {
     let http = std::env::var("IRONFORGE_HTTP").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let dir = std::env::var("IRONFORGE_DATA_DIR").unwrap_or_else(|_| "worker-data".into());
     let engine = Engine::start(EngineConfig {
-        store: Store::Embedded { dir: dir.into() },
         http: Some(http.parse()?),
         worker: Some((handlers, WorkerConfig::default())),
-        routes: None,
+        ..EngineConfig::new(Store::Embedded { dir: dir.into() })
     })
     .await?;
     if let Some(addr) = engine.http_addr() {

@@ -4,11 +4,13 @@
 //! Exit codes: 0 success, 1 the thing asked for is absent or unreachable
 //! (one line on stderr says which), 2 bad usage.
 
+mod cluster;
 mod handlers;
 mod jobs;
 mod pmd;
 mod run;
 mod time;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -45,6 +47,12 @@ enum Command {
     /// Queues, through a node's HTTP API.
     #[command(subcommand)]
     Queue(jobs::QueueCommand),
+    /// Workflows (DAGs of jobs), through a node's HTTP API.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
+    /// A cluster's members and ring, through a cluster node's HTTP API.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +72,8 @@ fn main() -> ExitCode {
             Command::Send(args) => run::send(args).await,
             Command::Job(command) => jobs::job(command).await,
             Command::Queue(command) => jobs::queue(command).await,
+            Command::Workflow(command) => workflow::workflow(command).await,
+            Command::Cluster(command) => cluster::cluster(command).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! `ironforge node start` and `ironforge send`: a long-running node that
-//! logs what it receives, and a one-shot node that sends one message.
+//! logs what it receives (a single job engine, or a cluster member with
+//! `--seed`/`--cluster`), and a one-shot node that sends one message.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ironforge_cluster::{ClusterConfig, ClusterNode, DEFAULT_REPLICAS};
 use ironforge_jobs::engine::{Engine, EngineConfig, Store};
 use ironforge_jobs::http::DEFAULT_HTTP_ADDR;
+use ironforge_jobs::partition::DEFAULT_PARTITIONS;
 use ironforge_jobs::{RedisConfig, WorkerConfig};
 use ironforge_node::{
     CookieSource, Node, NodeConfig, NodeEvent, OverflowPolicy, DEFAULT_MAILBOX_CAPACITY,
@@ -48,6 +51,23 @@ pub struct NodeArgs {
     /// What a full mailbox does: drop-newest, drop-oldest or reject.
     #[arg(long, default_value = "drop-newest")]
     overflow: OverflowPolicy,
+    /// Join a cluster through this member (`alias`, `alias@host` or a node
+    /// id); repeatable, or comma-separated in IRONFORGE_SEEDS. Makes this
+    /// node a cluster member (needs --redis).
+    #[arg(
+        long = "seed",
+        value_name = "ADDR",
+        env = "IRONFORGE_SEEDS",
+        value_delimiter = ','
+    )]
+    seeds: Vec<String>,
+    /// Start as a cluster member even without seeds: the first node of a
+    /// new cluster (needs --redis).
+    #[arg(long)]
+    cluster: bool,
+    /// Preference list length of a cluster member (owner plus replicas).
+    #[arg(long, default_value_t = DEFAULT_REPLICAS)]
+    replicas: usize,
     #[command(flatten)]
     jobs: JobsArgs,
 }
@@ -61,6 +81,10 @@ pub struct JobsArgs {
     /// Key prefix in Redis, so several deployments can share one server.
     #[arg(long, default_value = "ironforge")]
     namespace: String,
+    /// Partitions P of the Redis queue (and of a cluster's ring); every
+    /// node sharing a namespace must use the same value.
+    #[arg(long, default_value_t = DEFAULT_PARTITIONS)]
+    partitions: u32,
     /// Directory of the embedded store.
     #[arg(long, env = "IRONFORGE_DATA_DIR", default_value = "ironforge-data")]
     data_dir: PathBuf,
@@ -80,30 +104,37 @@ pub struct JobsArgs {
 }
 
 impl JobsArgs {
-    fn engine(&self) -> Option<EngineConfig> {
+    fn redis(&self, url: &str) -> RedisConfig {
+        RedisConfig {
+            namespace: self.namespace.clone(),
+            partitions: self.partitions.max(1),
+            ..RedisConfig::new(url)
+        }
+    }
+
+    fn worker(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.concurrency.max(1),
+            lease: Duration::from_millis(self.lease_ms.max(100)),
+            ..WorkerConfig::default()
+        }
+    }
+
+    /// The engine of node `alias` (named in the run log and by `where`).
+    fn engine(&self, alias: &str) -> Option<EngineConfig> {
         if self.no_jobs {
             return None;
         }
         let store = match &self.redis {
-            Some(url) => Store::Redis(RedisConfig {
-                namespace: self.namespace.clone(),
-                ..RedisConfig::new(url)
-            }),
+            Some(url) => Store::Redis(self.redis(url)),
             None => Store::Embedded {
                 dir: self.data_dir.clone(),
             },
         };
-        let worker = WorkerConfig {
-            concurrency: self.concurrency.max(1),
-            lease: Duration::from_millis(self.lease_ms.max(100)),
-            ..WorkerConfig::default()
-        };
-        Some(EngineConfig {
-            store,
-            http: Some(self.http),
-            worker: Some((handlers::builtin(), worker)),
-            routes: None,
-        })
+        let mut config = EngineConfig::new(store);
+        config.http = Some(self.http);
+        config.worker = Some((handlers::builtin_on(alias), self.worker()));
+        Some(config)
     }
 }
 
@@ -122,9 +153,14 @@ impl NodeArgs {
 }
 
 pub async fn node(command: NodeCommand) -> Result<ExitCode> {
-    let NodeCommand::Start(args) = command;
+    let NodeCommand::Start(mut args) = command;
+    // IRONFORGE_SEEDS="" or "a,,b" must not become empty seed addresses.
+    args.seeds.retain(|seed| !seed.trim().is_empty());
+    if args.cluster || !args.seeds.is_empty() {
+        return cluster_node(args).await;
+    }
     let node = Node::start(args.config()).await?;
-    let engine = match args.jobs.engine() {
+    let engine = match args.jobs.engine(&args.alias) {
         Some(config) => Some(Engine::start(config).await?),
         None => None,
     };
@@ -135,18 +171,10 @@ pub async fn node(command: NodeCommand) -> Result<ExitCode> {
         node.listen_port()
     );
     if let Some(addr) = engine.as_ref().and_then(Engine::http_addr) {
-        println!("job API on http://{addr} (handlers: echo, sleep, fail)");
+        println!("job API on http://{addr} (handlers: echo, where, sleep, fail)");
     }
     let mut events = node.events();
-    node.handle(|node, message| async move {
-        tracing::info!(from = message.from_alias(), body = %message.body(), "received");
-        if message.is_request() {
-            let ack = serde_json::json!({"ok": true, "node": node.alias()});
-            if let Err(err) = node.reply(&message, &ack).await {
-                tracing::warn!(error = %err, "reply failed");
-            }
-        }
-    });
+    serve_main_mailbox(&node);
     let watch = async {
         while let Some(event) = events.next().await {
             match event {
@@ -174,6 +202,62 @@ pub async fn node(command: NodeCommand) -> Result<ExitCode> {
     }
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `node start --seed ...` or `--cluster`: a member of a cluster sharing
+/// one Redis, consuming the partitions the ring gives it.
+async fn cluster_node(args: NodeArgs) -> Result<ExitCode> {
+    let Some(url) = &args.jobs.redis else {
+        eprintln!(
+            "a cluster node needs the shared queue: add --redis URL (or set IRONFORGE_REDIS_URL)"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    if args.jobs.no_jobs {
+        eprintln!("--no-jobs cannot be combined with --seed or --cluster");
+        return Ok(ExitCode::from(2));
+    }
+    let mut config = ClusterConfig::new(args.config(), args.jobs.redis(url));
+    config.seeds = args.seeds.clone();
+    config.http = Some(args.jobs.http);
+    config.worker = Some((handlers::builtin_on(&args.alias), args.jobs.worker()));
+    config.replicas = args.replicas.max(1);
+    let cluster = ClusterNode::start(config)
+        .await
+        .context("starting the cluster node")?;
+    let node = cluster.node();
+    println!(
+        "node '{}' ({}) listening on port {}",
+        node.alias(),
+        node.id(),
+        node.listen_port()
+    );
+    if let Some(addr) = cluster.http_addr() {
+        println!("job API on http://{addr} (handlers: echo, where, sleep, fail)");
+    }
+    let seeds = if args.seeds.is_empty() {
+        "none: first node".to_owned()
+    } else {
+        args.seeds.join(", ")
+    };
+    println!("cluster member {} (seeds: {seeds})", cluster.member());
+    serve_main_mailbox(node);
+    shutdown_signal().await;
+    cluster.shutdown(SHUTDOWN_GRACE).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs what arrives in the node's main mailbox and acknowledges requests.
+fn serve_main_mailbox(node: &Node) {
+    node.handle(|node, message| async move {
+        tracing::info!(from = message.from_alias(), body = %message.body(), "received");
+        if message.is_request() {
+            let ack = serde_json::json!({"ok": true, "node": node.alias()});
+            if let Err(err) = node.reply(&message, &ack).await {
+                tracing::warn!(error = %err, "reply failed");
+            }
+        }
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

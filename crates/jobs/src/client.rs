@@ -78,6 +78,16 @@ impl Client {
         &self.backend
     }
 
+    /// How jobs map to partitions.
+    pub fn partitioner(&self) -> Partitioner {
+        self.config.partitioner
+    }
+
+    /// The bounds every submission is checked against.
+    pub fn limits(&self) -> &JobLimits {
+        &self.config.limits
+    }
+
     /// The event bus and metrics this client reports to.
     pub fn observers(&self) -> &Observers {
         &self.config.observers
@@ -108,6 +118,26 @@ impl Client {
         specs: Vec<JobSpec>,
         batch: bool,
     ) -> Result<Vec<Enqueued>, JobError> {
+        let jobs = specs.into_iter().map(|spec| (JobId::new_random(), spec));
+        self.enqueue_specs(jobs.collect(), batch).await
+    }
+
+    /// Like [`Client::submit_batch`] with ids chosen by the caller, for jobs
+    /// whose id must be computable elsewhere (a workflow derives each job's
+    /// id from the workflow id and the job key). Give each spec an
+    /// idempotency key too: the backends deduplicate by key, not by id.
+    pub async fn submit_with_ids(
+        &self,
+        jobs: Vec<(JobId, JobSpec)>,
+    ) -> Result<Vec<Enqueued>, JobError> {
+        self.enqueue_specs(jobs, true).await
+    }
+
+    async fn enqueue_specs(
+        &self,
+        specs: Vec<(JobId, JobSpec)>,
+        batch: bool,
+    ) -> Result<Vec<Enqueued>, JobError> {
         let limits = &self.config.limits;
         if specs.is_empty() || specs.len() > limits.max_batch {
             return Err(ValidationError::BadBatchSize {
@@ -118,8 +148,7 @@ impl Client {
         }
         let now = now_ms();
         let mut jobs = Vec::with_capacity(specs.len());
-        for (index, spec) in specs.into_iter().enumerate() {
-            let id = JobId::new_random();
+        for (index, (id, spec)) in specs.into_iter().enumerate() {
             let partition = self
                 .config
                 .partitioner

@@ -1,7 +1,8 @@
 //! One running job engine: a backend (embedded by default, Redis Streams
-//! when given a URL), a worker with its scheduler, and the HTTP API, started
-//! and stopped together. `ironforge node start` and the examples use it so
-//! that a program gets the whole engine in a few lines.
+//! when given a URL), the workflow runner, a worker with its scheduler, and
+//! the HTTP API, started and stopped together. `ironforge node start` and
+//! the examples use it so that a program gets the whole engine in a few
+//! lines.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,12 +13,16 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backend::QueueBackend;
-use crate::client::Client;
+use crate::client::{Client, ClientConfig};
 use crate::embedded::{EmbeddedBackend, EmbeddedConfig};
 use crate::error::BackendError;
 use crate::http::{serve_with_routes, ApiState};
+use crate::partition::{OwnedPartitions, Partitioner};
 use crate::redis::{RedisBackend, RedisConfig};
 use crate::worker::{Registry, ShutdownReport, Worker, WorkerConfig, WorkerHandle};
+use crate::workflow::{
+    MemoryJournal, RunnerConfig, WorkflowJournal, WorkflowRouting, WorkflowRunner,
+};
 
 /// File name of the embedded store inside the data directory.
 pub const EMBEDDED_FILE: &str = "jobs.redb";
@@ -31,14 +36,46 @@ pub enum Store {
     Redis(RedisConfig),
 }
 
-/// What to start. `http: None` serves no API; `worker: None` runs no
-/// handlers (a submit-only process); `routes` are merged into the API (the
-/// cluster layer adds its own there).
+/// What to start. Build it with [`EngineConfig::new`] and set the fields
+/// you need (`EngineConfig { http: Some(addr), ..EngineConfig::new(store) }`),
+/// so new fields do not break callers.
 pub struct EngineConfig {
+    /// Where jobs are kept.
     pub store: Store,
+    /// Where the HTTP API listens; `None` serves no API.
     pub http: Option<SocketAddr>,
+    /// Handlers and executor settings; `None` runs no handlers (a
+    /// submit-only process).
     pub worker: Option<(Registry, WorkerConfig)>,
+    /// Merged into the API (the cluster layer adds its own there).
     pub routes: Option<axum::Router>,
+    /// Where workflow records live; `None`: a [`MemoryJournal`] (this
+    /// process only).
+    pub journal: Option<Arc<dyn WorkflowJournal>>,
+    /// The partitions whose workflows this process drives; `None`: all.
+    pub owned_partitions: Option<OwnedPartitions>,
+    /// Where workflows owned elsewhere are submitted and cancelled; `None`:
+    /// everything is local.
+    pub routing: Option<Arc<dyn WorkflowRouting>>,
+    /// Workflow runner settings.
+    pub workflows: RunnerConfig,
+}
+
+impl EngineConfig {
+    /// A config over `store` with no API, no worker, no extra routes, an
+    /// in-memory workflow journal and every partition driven here.
+    pub fn new(store: Store) -> Self {
+        EngineConfig {
+            store,
+            http: None,
+            worker: None,
+            routes: None,
+            journal: None,
+            owned_partitions: None,
+            routing: None,
+            workflows: RunnerConfig::default(),
+        }
+    }
 }
 
 /// Why the engine did not start.
@@ -61,13 +98,14 @@ pub enum EngineError {
 /// A running engine.
 pub struct Engine {
     client: Client,
+    workflows: WorkflowRunner,
     http_addr: Option<SocketAddr>,
     http: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     worker: Option<WorkerHandle>,
 }
 
 impl Engine {
-    /// Opens the store, then starts the worker and the API.
+    /// Opens the store, then starts the workflow runner, the worker and the API.
     ///
     /// ```
     /// use ironforge_jobs::engine::{Engine, EngineConfig, Store};
@@ -79,10 +117,9 @@ impl Engine {
     /// let mut handlers = Registry::new();
     /// handlers.register_fn("echo", |ctx| async move { Ok(ctx.payload().clone()) });
     /// let engine = Engine::start(EngineConfig {
-    ///     store: Store::Embedded { dir: dir.path().into() },
     ///     http: Some("127.0.0.1:0".parse()?),
     ///     worker: Some((handlers, WorkerConfig::default())),
-    ///     routes: None,
+    ///     ..EngineConfig::new(Store::Embedded { dir: dir.path().into() })
     /// })
     /// .await?;
     /// let id = engine.client().submit(JobSpec::new("echo", serde_json::json!(1))).await?;
@@ -91,6 +128,12 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        // The client places jobs (and the runner whole workflows) in the
+        // store's partitions, so both must count them alike.
+        let partitioner = match &config.store {
+            Store::Redis(redis) => Partitioner::new(redis.partitions),
+            Store::Embedded { .. } => Partitioner::default(),
+        };
         let backend: Arc<dyn QueueBackend> = match config.store {
             Store::Embedded { dir } => {
                 std::fs::create_dir_all(&dir).map_err(|source| EngineError::DataDir {
@@ -104,7 +147,23 @@ impl Engine {
             }
             Store::Redis(redis) => Arc::new(RedisBackend::connect(redis).await?),
         };
-        let client = Client::new(backend.clone());
+        let client = Client::with_config(
+            backend.clone(),
+            ClientConfig {
+                partitioner,
+                ..ClientConfig::default()
+            },
+        );
+        let journal = config
+            .journal
+            .unwrap_or_else(|| Arc::new(MemoryJournal::default()));
+        let workflows = WorkflowRunner::start(
+            client.clone(),
+            journal,
+            config.owned_partitions,
+            config.routing,
+            config.workflows,
+        );
         let (http_addr, http) = match config.http {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -114,7 +173,7 @@ impl Engine {
                     .local_addr()
                     .map_err(|source| EngineError::Listen { addr, source })?;
                 let (stop, stopped) = oneshot::channel::<()>();
-                let state = ApiState::new(client.clone());
+                let state = ApiState::new(client.clone()).with_workflows(workflows.clone());
                 let routes = config.routes.unwrap_or_default();
                 let task = tokio::spawn(serve_with_routes(listener, state, routes, async {
                     let _ = stopped.await;
@@ -128,6 +187,7 @@ impl Engine {
         });
         Ok(Engine {
             client,
+            workflows,
             http_addr,
             http,
             worker,
@@ -139,13 +199,19 @@ impl Engine {
         &self.client
     }
 
+    /// The workflow runner (submit, inspect, cancel and replay workflows).
+    pub fn workflows(&self) -> &WorkflowRunner {
+        &self.workflows
+    }
+
     /// Where the HTTP API listens, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
 
     /// Stops the API, lets running jobs finish for up to `grace`, hands the
-    /// rest back to the queue, and closes the store.
+    /// rest back to the queue, records what the finished jobs did to their
+    /// workflows, and closes the store.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         if let Some((stop, task)) = self.http {
             let _ = stop.send(());
@@ -155,6 +221,7 @@ impl Engine {
             Some(worker) => worker.shutdown(grace).await,
             None => ShutdownReport::default(),
         };
+        self.workflows.shutdown().await;
         if let Err(err) = self.client.backend().close().await {
             tracing::warn!(error = %err, "closing the store failed");
         }

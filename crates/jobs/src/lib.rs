@@ -62,3 +62,4 @@ pub use worker::{
     HandlerError, HandlerResult, JobContext, JobHandler, Registry, ShutdownReport, Worker,
     WorkerConfig, WorkerHandle,
 };
+pub use workflow::{RunnerConfig, WorkflowRunner};

@@ -689,6 +689,12 @@ impl NamedMailbox {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Messages this mailbox discarded or refused because it was full.
+    pub fn dropped(&self) -> u64 {
+        let counters = &self.mailbox.counters;
+        counters.dropped.load(Ordering::Relaxed) + counters.rejected.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for NamedMailbox {

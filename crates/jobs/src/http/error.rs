@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::error::{BackendError, JobError, ValidationError};
+use crate::workflow::{RunnerError, WorkflowError};
 
 /// An error answer: status, a stable machine-readable code, and a message
 /// for humans that names the problem.
@@ -144,6 +145,60 @@ impl From<JobError> for ApiError {
     }
 }
 
+/// A refused workflow: always 400, with a code per problem and a message
+/// naming the offending keys.
+impl From<WorkflowError> for ApiError {
+    fn from(error: WorkflowError) -> Self {
+        let code = match &error {
+            WorkflowError::Malformed(_) => "malformed_workflow",
+            WorkflowError::Empty => "empty_workflow",
+            WorkflowError::TooManyJobs { .. } => "too_many_jobs",
+            WorkflowError::NameTooLong { .. } => "name_too_long",
+            WorkflowError::BadKey { .. } => "invalid_key",
+            WorkflowError::TooManyDependencies { .. } => "too_many_dependencies",
+            WorkflowError::TooManyEdges { .. } => "too_many_dependencies",
+            WorkflowError::InvalidJob { .. } => "invalid_job",
+            WorkflowError::DuplicateKeys { .. } => "duplicate_keys",
+            WorkflowError::UnknownDependencies { .. } => "unknown_dependencies",
+            WorkflowError::SelfDependency { .. } => "cycle",
+            WorkflowError::DuplicateDependency { .. } => "duplicate_dependency",
+            WorkflowError::Cycle { .. } => "cycle",
+        };
+        ApiError::bad_request(code, error.to_string())
+    }
+}
+
+impl From<RunnerError> for ApiError {
+    fn from(error: RunnerError) -> Self {
+        let message = error.to_string();
+        match error {
+            RunnerError::Invalid(e) => e.into(),
+            RunnerError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            RunnerError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            RunnerError::SeqOutOfRange { .. } => ApiError::bad_request("seq_out_of_range", message),
+            RunnerError::AtCapacity { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "at_capacity", message)
+            }
+            RunnerError::Journal(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal_unavailable",
+                message,
+            ),
+            RunnerError::Forward(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "owner_unavailable",
+                message,
+            ),
+            RunnerError::Job(e) => e.into(),
+            RunnerError::Corrupt { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "corrupt_history",
+                message,
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +214,17 @@ mod tests {
         assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error.code, "empty_kind");
         assert!(error.message.contains("job 2"), "{}", error.message);
+    }
+
+    #[test]
+    fn workflow_refusals_are_400s_naming_the_keys() {
+        let error: ApiError = RunnerError::Invalid(WorkflowError::Cycle {
+            keys: vec!["a".into(), "b".into()],
+        })
+        .into();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.code, "cycle");
+        assert!(error.message.contains("`a` -> `b`"), "{}", error.message);
     }
 
     #[test]

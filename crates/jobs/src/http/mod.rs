@@ -14,6 +14,11 @@
 //! | `GET /health` | backend name; 503 when it does not answer |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //! | `GET /events` | server-sent events of job state changes |
+//! | `POST /workflows` | a DAG of jobs (a [`WorkflowSpec`](crate::workflow::WorkflowSpec)); 201 with its id; 400 naming the keys of a cycle, unknown dependency or duplicate key |
+//! | `GET /workflows/{id}` | status, counts and every job's state and job id; 404 if unknown |
+//! | `DELETE /workflows/{id}` | cancels the jobs that have not started; running ones finish; 404 if unknown |
+//! | `GET /workflows/{id}/history` | the spec and every event with its seq |
+//! | `GET /workflows/{id}/state?until=N` | the state replayed from the events up to seq N (all without `until`); 400 if N is past the last event |
 //!
 //! Every error is `{"error": {"code", "message"}}`. Bad input is a 4xx
 //! naming the problem; an unreachable backend is a 503. Limits (defaults in
@@ -59,6 +64,7 @@ mod error;
 mod events;
 mod metrics;
 mod routes;
+mod workflows;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,6 +79,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::client::Client;
 use crate::error::JobError;
+use crate::workflow::{RunnerError, WorkflowRunner};
 
 pub use error::ApiError;
 pub use events::EVENT_KEEP_ALIVE;
@@ -128,6 +135,7 @@ struct Inner {
     config: ApiConfig,
     closing: watch::Sender<bool>,
     streams: Arc<Semaphore>,
+    workflows: Option<WorkflowRunner>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -155,8 +163,34 @@ impl ApiState {
                 config,
                 closing,
                 streams,
+                workflows: None,
             }),
         }
+    }
+
+    /// The same state with `/workflows` served by `runner` (without one,
+    /// those routes answer 503 `workflows_unavailable`). Call it before
+    /// cloning the state.
+    pub fn with_workflows(self, runner: WorkflowRunner) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| {
+            let (closing, _) = watch::channel(*shared.closing.borrow());
+            Inner {
+                client: shared.client.clone(),
+                config: shared.config.clone(),
+                closing,
+                streams: Arc::new(Semaphore::new(shared.config.max_event_streams)),
+                workflows: None,
+            }
+        });
+        inner.workflows = Some(runner);
+        ApiState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The workflow runner behind `/workflows`, if any.
+    pub fn workflows(&self) -> Option<&WorkflowRunner> {
+        self.inner.workflows.as_ref()
     }
 
     /// The client the API works through.
@@ -176,6 +210,25 @@ impl ApiState {
     ) -> Result<T, ApiError> {
         self.call_within(self.inner.config.backend_timeout, call)
             .await
+    }
+
+    /// Runs one workflow runner call with the configured time bound.
+    async fn call_runner<T>(
+        &self,
+        call: impl Future<Output = Result<T, RunnerError>>,
+    ) -> Result<T, ApiError> {
+        let timeout = self.inner.config.backend_timeout;
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(_) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend_timeout",
+                format!(
+                    "the workflow runner did not answer within {} ms; retry later",
+                    timeout.as_millis()
+                ),
+            )),
+        }
     }
 
     /// Runs one backend call bounded by `timeout`; past it, 503. The call
@@ -215,6 +268,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .route("/events", get(events::events))
+        .route("/workflows", post(workflows::submit))
+        .route(
+            "/workflows/{id}",
+            get(workflows::get).delete(workflows::cancel),
+        )
+        .route("/workflows/{id}/history", get(workflows::history))
+        .route("/workflows/{id}/state", get(workflows::state))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -213,7 +213,7 @@ pub(super) async fn not_found(method: Method, uri: Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route for {method} {}; see docs for POST /jobs, GET /jobs/{{id}}, GET /queues/stats, GET /health, GET /metrics, GET /events",
+            "no route for {method} {}; see docs for POST /jobs, GET /jobs/{{id}}, GET /queues/stats, GET /health, GET /metrics, GET /events, POST /workflows, GET /workflows/{{id}}",
             uri.path()
         ),
     )

@@ -11,7 +11,9 @@ use crate::workflow::error::{TransitionError, WorkflowError};
 use crate::workflow::event::{EventKind, WorkflowEvent};
 use crate::workflow::graph::Graph;
 use crate::workflow::spec::{FailurePolicy, WorkflowId, WorkflowLimits, WorkflowSpec};
-use crate::workflow::state::{Header, JobRecord, JobState, WorkflowState, WorkflowStatus};
+use crate::workflow::state::{
+    Header, JobCounts, JobRecord, JobState, WorkflowState, WorkflowStatus,
+};
 
 /// What a terminal failure changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -149,6 +151,17 @@ impl Workflow {
     pub fn job_state(&self, key: &str) -> Option<JobState> {
         let &job = self.graph.index.get(key)?;
         self.records.get(job).map(|r| r.state)
+    }
+
+    /// The record of job `key` (state, retries, last error, times).
+    pub fn job_record(&self, key: &str) -> Option<&JobRecord> {
+        let &job = self.graph.index.get(key)?;
+        self.records.get(job)
+    }
+
+    /// How many jobs are in each state (O(1)).
+    pub fn counts(&self) -> JobCounts {
+        self.header.counts
     }
 
     /// Every event so far, oldest first.

@@ -1,0 +1,337 @@
+//! `ironforge node start --cluster / --seed` as real processes sharing one
+//! real redis-server: three members split the partitions, serve jobs of
+//! every partition from every node, and when one is SIGKILLed the
+//! survivors take its partitions over: its queued jobs run, and its
+//! in-flight job runs again (at-least-once) once its lease expires.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ironforge_jobs::testkit::RedisServer;
+use ironforge_jobs::{JobId, Partitioner};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ironforge");
+const P: u32 = 16;
+/// A hang fails the test instead of blocking it.
+const HARD_BOUND: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Blocking HTTP through a small runtime (the test itself is synchronous,
+/// like the processes it drives).
+struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new() -> Http {
+        Http {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn get(&self, url: &str) -> Value {
+        self.runtime.block_on(async {
+            let response = self.client.get(url).send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "GET {url}: {}",
+                response.status()
+            );
+            response.json().await.unwrap()
+        })
+    }
+
+    fn post(&self, url: &str, body: Value) -> Value {
+        self.runtime.block_on(async {
+            let response = self.client.post(url).json(&body).send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "POST {url}: {}",
+                response.status()
+            );
+            response.json().await.unwrap()
+        })
+    }
+}
+
+/// A cluster node process, SIGKILLed when dropped.
+struct Member {
+    alias: String,
+    child: Child,
+    api: String,
+}
+
+impl Member {
+    /// `seeds_env`: IRONFORGE_SEEDS, instead of (or besides) `--seed`.
+    fn start(
+        pmd_port: u16,
+        redis: &str,
+        alias: &str,
+        cluster_args: &[&str],
+        seeds_env: &str,
+    ) -> Member {
+        let mut child = Command::new(BIN)
+            .args(["node", "start", "--alias", alias, "--http", "127.0.0.1:0"])
+            .args(["--redis", redis, "--namespace", "clustertest"])
+            .args(["--partitions", &P.to_string(), "--lease-ms", "1000"])
+            .args(cluster_args)
+            .env("IRONFORGE_PMD_PORT", pmd_port.to_string())
+            .env("IRONFORGE_COOKIE", "cluster-test")
+            .env("IRONFORGE_LOG", "warn")
+            .env("IRONFORGE_SEEDS", seeds_env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let _node_line = lines.next().unwrap().unwrap();
+        let api_line = lines.next().unwrap().unwrap();
+        let cluster_line = lines.next().unwrap().unwrap();
+        assert!(
+            cluster_line.starts_with(&format!("cluster member {alias}")),
+            "{cluster_line:?}"
+        );
+        let api = api_line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no API address in {api_line:?}"))
+            .to_owned();
+        Member {
+            alias: alias.to_owned(),
+            child,
+            api,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    /// The partitions this member says it owns, once its view holds
+    /// exactly `members` and it follows that ring.
+    fn converged_owned(&self, http: &Http, members: &[&str]) -> Vec<u32> {
+        let deadline = Instant::now() + HARD_BOUND;
+        loop {
+            let ring = http.get(&self.url("/cluster/ring"));
+            let view = http.get(&self.url("/cluster/members"));
+            let on_ring: Vec<u32> = ring["assignments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["owner"] == self.alias.as_str())
+                .map(|a| a["partition"].as_u64().unwrap() as u32)
+                .collect();
+            let owned: Vec<u32> = serde_json::from_value(ring["owned"].clone()).unwrap();
+            if view["members"] == json!(members) && view["join"] == "joined" && owned == on_ring {
+                return owned;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never converged on {members:?}: {view} {ring}",
+                self.alias
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--api", &self.api])
+            .output()
+            .expect("run ironforge");
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct PmdGuard(u16);
+
+impl Drop for PmdGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["pmd", "kill", "--port", &self.0.to_string()])
+            .output();
+    }
+}
+
+/// A partition key that maps to `partition`.
+fn key_for(partition: u32) -> String {
+    let partitioner = Partitioner::new(P);
+    (0..)
+        .map(|i| format!("key-{i}"))
+        .find(|k| partitioner.partition_of(&JobId::new_random(), Some(k)) == partition)
+        .unwrap()
+}
+
+fn submit(http: &Http, member: &Member, spec: Value) -> String {
+    let answer = http.post(&member.url("/jobs"), spec);
+    answer["id"]
+        .as_str()
+        .or_else(|| answer["ids"][0].as_str())
+        .unwrap_or_else(|| panic!("no id in {answer}"))
+        .to_owned()
+}
+
+fn job(http: &Http, member: &Member, id: &str) -> Value {
+    http.get(&member.url(&format!("/jobs/{id}")))
+}
+
+fn wait_status(http: &Http, member: &Member, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + HARD_BOUND;
+    loop {
+        let job = job(http, member, id);
+        if job["status"] == status {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never {status}: {job}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_members_share_partitions_and_survivors_take_over_a_killed_one() {
+    let redis = RedisServer::start();
+    let pmd = PmdGuard(free_port());
+    let http = Http::new();
+    let a = Member::start(pmd.0, &redis.url(), "a", &["--cluster"], "");
+    let b = Member::start(pmd.0, &redis.url(), "b", &[], "a");
+    let c = Member::start(
+        pmd.0,
+        &redis.url(),
+        "c",
+        &["--seed", "a", "--seed", "b"],
+        "",
+    );
+    let members = [&a, &b, &c];
+
+    // Converged: the owned sets are disjoint and cover every partition.
+    let owned: Vec<Vec<u32>> = members
+        .iter()
+        .map(|m| m.converged_owned(&http, &["a", "b", "c"]))
+        .collect();
+    let mut all: Vec<u32> = owned.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..P).collect::<Vec<_>>(), "{owned:?}");
+    assert!(owned.iter().all(|o| !o.is_empty()), "{owned:?}");
+
+    // Jobs submitted to each node complete and every node reads them.
+    let mut ids = Vec::new();
+    for member in members {
+        for i in 0..6 {
+            ids.push(submit(&http, member, json!({"kind": "echo", "payload": i})));
+        }
+    }
+    for id in &ids {
+        wait_status(&http, &a, id, "completed");
+        for member in members {
+            assert_eq!(job(&http, member, id)["status"], "completed");
+        }
+    }
+
+    // The CLI shows the same picture.
+    let table = a.cli(&["cluster", "members"]);
+    assert!(
+        table.contains("this node") && table.contains('c'),
+        "{table}"
+    );
+    let ring = b.cli(&["cluster", "ring", "--json"]);
+    let ring: Value = serde_json::from_str(&ring).unwrap();
+    assert_eq!(ring["assignments"].as_array().unwrap().len(), P as usize);
+
+    // c runs a long job of one of its partitions, then is SIGKILLed.
+    let orphaned = owned[2].clone();
+    let sleeper = submit(
+        &http,
+        &a,
+        json!({"kind": "sleep", "payload": {"ms": 1500}, "partition_key": key_for(orphaned[0])}),
+    );
+    wait_status(&http, &a, &sleeper, "running");
+    let mut c = c;
+    c.child.kill().unwrap();
+    let killed = Instant::now();
+    c.child.wait().unwrap();
+
+    // Jobs queued for c's partitions after its death.
+    let queued: Vec<String> = orphaned
+        .iter()
+        .map(|p| {
+            submit(
+                &http,
+                &a,
+                json!({"kind": "echo", "payload": p, "partition_key": key_for(*p)}),
+            )
+        })
+        .collect();
+    let first = loop {
+        let done = queued
+            .iter()
+            .any(|id| job(&http, &b, id)["status"] == "completed");
+        if done {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < HARD_BOUND, "no orphaned job completed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!("SIGKILL to first completed job of an orphaned partition: {first:?}");
+    for id in &queued {
+        wait_status(&http, &b, id, "completed");
+    }
+    let redelivered = wait_status(&http, &a, &sleeper, "completed");
+    println!(
+        "SIGKILL to the in-flight job completing again elsewhere: {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(redelivered["deliveries"], 2, "{redelivered}");
+
+    // The survivors own every partition between them.
+    let survivors: Vec<Vec<u32>> = [&a, &b]
+        .iter()
+        .map(|m| m.converged_owned(&http, &["a", "b"]))
+        .collect();
+    let union: BTreeSet<u32> = survivors.iter().flatten().copied().collect();
+    assert_eq!(union.len(), P as usize);
+    assert_eq!(
+        survivors[0].len() + survivors[1].len(),
+        P as usize,
+        "{survivors:?}"
+    );
+}
+
+#[test]
+fn a_cluster_node_needs_redis() {
+    let pmd = PmdGuard(free_port());
+    let output = Command::new(BIN)
+        .args(["node", "start", "--alias", "lonely", "--cluster"])
+        .env("IRONFORGE_PMD_PORT", pmd.0.to_string())
+        .env("IRONFORGE_COOKIE", "cluster-test")
+        .env_remove("IRONFORGE_REDIS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--redis"), "{stderr}");
+}
