@@ -9,11 +9,8 @@
 //! the run log, `IRONFORGE_RUN_LOG`) must be jobs the killed node had
 //! started before it died, and few: at most twice its concurrency.
 //!
-//! The `ironforge` executable is built by the test (`cargo build -p
-//! ironforge-cli`, a no-op when fresh) into the same target directory, or
-//! taken from `IRONFORGE_BIN`. The run takes one to two minutes in a
-//! debug build on two busy cores; it fails after [`HARD_TIMEOUT`] rather
-//! than hang.
+//! The run takes one to two minutes in a debug build on two busy cores;
+//! it fails after [`HARD_TIMEOUT`] rather than hang.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -50,38 +47,9 @@ const HARD_TIMEOUT: Duration = Duration::from_secs(240);
 /// Concurrent `GET /jobs/{id}` requests while checking every id.
 const READERS: usize = 32;
 
-/// The `ironforge` executable: `IRONFORGE_BIN`, else built now next to
-/// this test's executable (same target directory and profile).
+/// The `ironforge` executable cargo built for this test.
 fn ironforge_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("IRONFORGE_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    // <target>/<profile>/deps/chaos-<hash>
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let mut build = Command::new(env!("CARGO"));
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "ironforge-cli",
-            "--bin",
-            "ironforge",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "building the ironforge binary failed");
-    profile_dir.join("ironforge")
+    PathBuf::from(env!("CARGO_BIN_EXE_ironforge"))
 }
 
 /// One `ironforge node start --cluster` process; SIGKILLed when dropped.
