@@ -133,3 +133,18 @@ fn submit_jobs_runs_against_simple_worker() {
         "{stdout}"
     );
 }
+
+#[test]
+fn cluster_example_runs_jobs_and_a_workflow_on_three_members() {
+    let output = Command::new(example("cluster"))
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "cluster failed: {output:?}");
+    assert!(stdout.contains("3 members agree"), "{stdout}");
+    assert!(stdout.matches(" ran on ").count() >= 3, "{stdout}");
+    assert!(stdout.contains(": completed"), "{stdout}");
+    assert!(stdout.contains("publish   completed on"), "{stdout}");
+}
