@@ -3,6 +3,13 @@
 //! the HTTP API, started and stopped together. `ironforge node start` and
 //! the examples use it so that a program gets the whole engine in a few
 //! lines.
+//!
+//! Where workflows are kept, unless [`EngineConfig::journal`] names a
+//! journal: with [`Store::Embedded`], in a [`RedbJournal`] at
+//! `<dir>/workflows.redb` ([`WORKFLOW_JOURNAL_FILE`]), and the runner adopts
+//! the unfinished ones at start, so they survive a restart like the jobs in
+//! `<dir>/jobs.redb`; with [`Store::Redis`], in this process's memory
+//! ([`MemoryJournal`]; the cluster passes its replicated journal).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,11 +28,14 @@ use crate::partition::{OwnedPartitions, Partitioner};
 use crate::redis::{RedisBackend, RedisConfig};
 use crate::worker::{Registry, ShutdownReport, Worker, WorkerConfig, WorkerHandle};
 use crate::workflow::{
-    MemoryJournal, RunnerConfig, WorkflowJournal, WorkflowRouting, WorkflowRunner,
+    JournalError, MemoryJournal, RedbJournal, RunnerConfig, WorkflowJournal, WorkflowRouting,
+    WorkflowRunner, DEFAULT_MAX_FINISHED_WORKFLOWS,
 };
 
 /// File name of the embedded store inside the data directory.
 pub const EMBEDDED_FILE: &str = "jobs.redb";
+/// File name of the embedded store's workflow journal inside the data directory.
+pub const WORKFLOW_JOURNAL_FILE: &str = "workflows.redb";
 
 /// Where jobs are kept.
 #[derive(Debug, Clone)]
@@ -49,8 +59,11 @@ pub struct EngineConfig {
     pub worker: Option<(Registry, WorkerConfig)>,
     /// Merged into the API (the cluster layer adds its own there).
     pub routes: Option<axum::Router>,
-    /// Where workflow records live; `None`: a [`MemoryJournal`] (this
-    /// process only).
+    /// Where workflow records live; `None`: with [`Store::Embedded`], a
+    /// [`RedbJournal`] in the data directory whose unfinished workflows are
+    /// adopted at start (whatever [`RunnerConfig::adopt_on_start`] says:
+    /// nothing else would finish them); with [`Store::Redis`], a
+    /// [`MemoryJournal`] (this process only).
     pub journal: Option<Arc<dyn WorkflowJournal>>,
     /// The partitions whose workflows this process drives; `None`: all.
     pub owned_partitions: Option<OwnedPartitions>,
@@ -62,8 +75,8 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// A config over `store` with no API, no worker, no extra routes, an
-    /// in-memory workflow journal and every partition driven here.
+    /// A config over `store` with no API, no worker, no extra routes, the
+    /// store's default workflow journal and every partition driven here.
     pub fn new(store: Store) -> Self {
         EngineConfig {
             store,
@@ -88,6 +101,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -102,6 +117,9 @@ pub struct Engine {
     http_addr: Option<SocketAddr>,
     http: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     worker: Option<WorkerHandle>,
+    /// The journal this engine opened itself, closed at shutdown so the
+    /// next engine on the same directory can open the file.
+    own_journal: Option<Arc<RedbJournal>>,
 }
 
 impl Engine {
@@ -127,23 +145,47 @@ impl Engine {
     /// engine.shutdown(std::time::Duration::from_secs(1)).await;
     /// # Ok(()) }
     /// ```
-    pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+    pub async fn start(mut config: EngineConfig) -> Result<Engine, EngineError> {
+        // Bound first: failing after the runner started would leave it running.
+        let listener = match config.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| EngineError::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| EngineError::Listen { addr, source })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         // The client places jobs (and the runner whole workflows) in the
         // store's partitions, so both must count them alike.
         let partitioner = match &config.store {
             Store::Redis(redis) => Partitioner::new(redis.partitions),
             Store::Embedded { .. } => Partitioner::default(),
         };
+        let mut own_journal = None;
         let backend: Arc<dyn QueueBackend> = match config.store {
             Store::Embedded { dir } => {
                 std::fs::create_dir_all(&dir).map_err(|source| EngineError::DataDir {
                     dir: dir.clone(),
                     source,
                 })?;
-                Arc::new(EmbeddedBackend::open(
-                    dir.join(EMBEDDED_FILE),
-                    EmbeddedConfig::default(),
-                )?)
+                let backend =
+                    EmbeddedBackend::open(dir.join(EMBEDDED_FILE), EmbeddedConfig::default())?;
+                if config.journal.is_none() {
+                    let journal = Arc::new(RedbJournal::open(
+                        dir.join(WORKFLOW_JOURNAL_FILE),
+                        DEFAULT_MAX_FINISHED_WORKFLOWS,
+                    )?);
+                    // One process owns every partition of this store: if it
+                    // does not adopt them, nobody finishes its workflows.
+                    config.workflows.adopt_on_start = true;
+                    config.journal = Some(journal.clone());
+                    own_journal = Some(journal);
+                }
+                Arc::new(backend)
             }
             Store::Redis(redis) => Arc::new(RedisBackend::connect(redis).await?),
         };
@@ -164,14 +206,8 @@ impl Engine {
             config.routing,
             config.workflows,
         );
-        let (http_addr, http) = match config.http {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| EngineError::Listen { addr, source })?;
-                let bound = listener
-                    .local_addr()
-                    .map_err(|source| EngineError::Listen { addr, source })?;
+        let (http_addr, http) = match listener {
+            Some((listener, bound)) => {
                 let (stop, stopped) = oneshot::channel::<()>();
                 let state = ApiState::new(client.clone()).with_workflows(workflows.clone());
                 let routes = config.routes.unwrap_or_default();
@@ -191,6 +227,7 @@ impl Engine {
             http_addr,
             http,
             worker,
+            own_journal,
         })
     }
 
@@ -222,6 +259,9 @@ impl Engine {
             None => ShutdownReport::default(),
         };
         self.workflows.shutdown().await;
+        if let Some(journal) = &self.own_journal {
+            journal.close();
+        }
         if let Err(err) = self.client.backend().close().await {
             tracing::warn!(error = %err, "closing the store failed");
         }

@@ -2,10 +2,13 @@
 //! drives it: its spec and its event history, nothing else (the state is
 //! always rebuilt from the events, see [`Workflow::restore`](super::Workflow::restore)).
 //!
-//! One process keeps records in memory ([`MemoryJournal`]); a cluster
-//! replicates them to each partition's preference list through the JSON-CRDT
-//! (`ironforge-cluster`), so any node can answer `GET /workflows/{id}` and
-//! the next owner of a partition can take its workflows over.
+//! A single node on the embedded store keeps them on disk beside its jobs
+//! ([`RedbJournal`](super::RedbJournal)), so a restart finishes what was
+//! running; [`MemoryJournal`] keeps them in memory (tests, submit-only
+//! processes); a cluster replicates them to each partition's preference
+//! list through the JSON-CRDT (`ironforge-cluster`), so any node can answer
+//! `GET /workflows/{id}` and the next owner of a partition can take its
+//! workflows over.
 
 use std::collections::HashMap;
 

@@ -23,6 +23,7 @@ mod error;
 mod event;
 mod graph;
 mod journal;
+mod redb_journal;
 mod replay;
 mod routing;
 mod runner;
@@ -36,6 +37,7 @@ pub use journal::{
     is_workflow_end, JournalError, MemoryJournal, WorkflowJournal, WorkflowRecord,
     DEFAULT_MAX_FINISHED_WORKFLOWS,
 };
+pub use redb_journal::RedbJournal;
 pub use replay::replay;
 pub use routing::{ForwardError, WorkflowRouting};
 pub use runner::{
