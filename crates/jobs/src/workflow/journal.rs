@@ -84,6 +84,20 @@ pub trait WorkflowJournal: Send + Sync + 'static {
         events: &[WorkflowEvent],
     ) -> Result<(), JournalError>;
 
+    /// Appends the events of several workflows (the runner's flush), one
+    /// result per entry. The default appends them one by one; a store that
+    /// can write them together (one transaction, one message) should.
+    async fn append_batch(
+        &self,
+        batch: &[(WorkflowId, u32, Vec<WorkflowEvent>)],
+    ) -> Vec<Result<(), JournalError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for (id, partition, events) in batch {
+            results.push(self.append(*id, *partition, events).await);
+        }
+        results
+    }
+
     /// The record, wherever it is kept; `None` if unknown.
     async fn load(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, JournalError>;
 

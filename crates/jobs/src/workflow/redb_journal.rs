@@ -17,9 +17,9 @@
 //!   [`DEFAULT_MAX_FINISHED_WORKFLOWS`](super::DEFAULT_MAX_FINISHED_WORKFLOWS),
 //!   10,000) the oldest finished workflows are deleted with their events.
 //!
-//! Each `create` and `append` is one write transaction, committed with
-//! redb's default durability (fsync) before the call returns; the runner
-//! already batches a workflow's events into one append. Calls run on
+//! Each `create` and each `append_batch` (the runner's flush of every
+//! workflow that changed) is one write transaction, committed with redb's
+//! default durability (fsync) before the call returns. Calls run on
 //! tokio's blocking pool. Unfinished workflows are bounded by the runner's
 //! live bounds (it creates a workflow only when under them); a history by
 //! the workflow limits (a few events per job and retry).
@@ -212,6 +212,74 @@ fn delete_workflow(txn: &WriteTransaction, id: u128) -> Result<(), JournalError>
 
 /// Records `id` as finished and deletes the oldest finished workflows
 /// beyond `max_finished`.
+/// `(seq, ends the workflow, JSON)` of each event.
+type EncodedEvent = (u64, bool, Vec<u8>);
+
+fn encode_events(
+    id: WorkflowId,
+    events: &[WorkflowEvent],
+) -> Result<Vec<EncodedEvent>, JournalError> {
+    events
+        .iter()
+        .map(|event| {
+            serde_json::to_vec(event)
+                .map(|json| (event.seq, is_workflow_end(event), json))
+                .map_err(|e| corrupt(id, format!("event {} does not encode: {e}", event.seq)))
+        })
+        .collect()
+}
+
+/// Appends one workflow's events inside `txn`. Checks come before any
+/// write, so a `Corrupt` error leaves the transaction untouched.
+fn append_in(
+    txn: &WriteTransaction,
+    id: WorkflowId,
+    encoded: &[EncodedEvent],
+    max_finished: usize,
+) -> Result<(), JournalError> {
+    let err = |e: redb::StorageError| unavailable("journal append", e);
+    let table = |e: redb::TableError| unavailable("journal table", e);
+    let key = id.0.as_u128();
+    let mut ended = false;
+    {
+        let specs = txn.open_table(SPECS).map_err(table)?;
+        let Some(spec) = specs.get(key).map_err(err)? else {
+            return Err(corrupt(
+                id,
+                "events appended before the workflow was created",
+            ));
+        };
+        // The stored partition, not the caller's: it names the index entry.
+        let (partition, _) = split_spec(id, spec.value())?;
+        drop(spec);
+        let mut stored = txn.open_table(EVENTS).map_err(table)?;
+        let mut last = stored
+            .range((key, 0)..=(key, u64::MAX))
+            .map_err(err)?
+            .next_back()
+            .transpose()
+            .map_err(err)?
+            .map_or(0, |(k, _)| k.value().1);
+        for (seq, end, json) in encoded {
+            if *seq <= last {
+                continue;
+            }
+            stored.insert((key, *seq), json.as_slice()).map_err(err)?;
+            last = *seq;
+            ended |= *end;
+        }
+        if ended {
+            let mut unfinished = txn.open_table(UNFINISHED).map_err(table)?;
+            // Only the first end event moves it to the finished queue.
+            ended = unfinished.remove((partition, key)).map_err(err)?.is_some();
+        }
+    }
+    if ended {
+        mark_finished(txn, key, max_finished)?;
+    }
+    Ok(())
+}
+
 fn mark_finished(
     txn: &WriteTransaction,
     id: u128,
@@ -280,68 +348,68 @@ impl WorkflowJournal for RedbJournal {
     async fn append(
         &self,
         id: WorkflowId,
-        _partition: u32,
+        partition: u32,
         events: &[WorkflowEvent],
     ) -> Result<(), JournalError> {
-        if events.is_empty() {
-            return Ok(());
+        let batch = [(id, partition, events.to_vec())];
+        self.append_batch(&batch).await.pop().unwrap_or(Ok(()))
+    }
+
+    /// One write transaction (one fsync) for the whole batch. A workflow
+    /// whose record is corrupt or missing gets its error and writes
+    /// nothing; the others are committed.
+    async fn append_batch(
+        &self,
+        batch: &[(WorkflowId, u32, Vec<WorkflowEvent>)],
+    ) -> Vec<Result<(), JournalError>> {
+        let mut results: Vec<Result<(), JournalError>> = Vec::with_capacity(batch.len());
+        let mut work = Vec::with_capacity(batch.len());
+        for (index, (id, _, events)) in batch.iter().enumerate() {
+            match encode_events(*id, events) {
+                Ok(encoded) if encoded.is_empty() => results.push(Ok(())),
+                Ok(encoded) => {
+                    results.push(Ok(()));
+                    work.push((index, *id, encoded));
+                }
+                Err(error) => results.push(Err(error)),
+            }
         }
-        let encoded = events
-            .iter()
-            .map(|event| {
-                serde_json::to_vec(event)
-                    .map(|json| (event.seq, is_workflow_end(event), json))
-                    .map_err(|e| corrupt(id, format!("event {} does not encode: {e}", event.seq)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        if work.is_empty() {
+            return results;
+        }
         let max_finished = self.max_finished;
-        self.run(move |db| {
-            let err = |e: redb::StorageError| unavailable("journal append", e);
-            let table = |e: redb::TableError| unavailable("journal table", e);
-            let key = id.0.as_u128();
-            let txn = db
-                .begin_write()
-                .map_err(|e| unavailable("journal write", e))?;
-            let mut ended = false;
-            {
-                let specs = txn.open_table(SPECS).map_err(table)?;
-                let Some(spec) = specs.get(key).map_err(err)? else {
-                    return Err(corrupt(
-                        id,
-                        "events appended before the workflow was created",
-                    ));
-                };
-                // The stored partition, not the caller's: it names the index entry.
-                let (partition, _) = split_spec(id, spec.value())?;
-                drop(spec);
-                let mut stored = txn.open_table(EVENTS).map_err(table)?;
-                let mut last = stored
-                    .range((key, 0)..=(key, u64::MAX))
-                    .map_err(err)?
-                    .next_back()
-                    .transpose()
-                    .map_err(err)?
-                    .map_or(0, |(k, _)| k.value().1);
-                for (seq, end, json) in &encoded {
-                    if *seq <= last {
-                        continue;
+        let outcome = self
+            .run(move |db| {
+                let txn = db
+                    .begin_write()
+                    .map_err(|e| unavailable("journal write", e))?;
+                let mut refused = Vec::new();
+                for (index, id, encoded) in &work {
+                    match append_in(&txn, *id, encoded, max_finished) {
+                        Ok(()) => {}
+                        Err(error @ JournalError::Corrupt { .. }) => refused.push((*index, error)),
+                        Err(error) => return Err(error),
                     }
-                    stored.insert((key, *seq), json.as_slice()).map_err(err)?;
-                    last = *seq;
-                    ended |= *end;
                 }
-                if ended {
-                    let mut unfinished = txn.open_table(UNFINISHED).map_err(table)?;
-                    // Only the first end event moves it to the finished queue.
-                    ended = unfinished.remove((partition, key)).map_err(err)?.is_some();
+                txn.commit().map_err(|e| unavailable("journal commit", e))?;
+                Ok(refused)
+            })
+            .await;
+        match outcome {
+            Ok(refused) => {
+                for (index, error) in refused {
+                    results[index] = Err(error);
                 }
             }
-            if ended {
-                mark_finished(&txn, key, max_finished)?;
+            Err(error) => {
+                for (index, _) in batch.iter().enumerate() {
+                    if results[index].is_ok() {
+                        results[index] = Err(error.clone());
+                    }
+                }
             }
-            txn.commit().map_err(|e| unavailable("journal commit", e))
-        })
-        .await
+        }
+        results
     }
 
     async fn load(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, JournalError> {

@@ -1027,7 +1027,8 @@ impl WorkflowRunner {
         self.notify();
     }
 
-    /// Writes the events not yet journaled, one append per workflow.
+    /// Writes the events not yet journaled: one batch for every workflow
+    /// that changed.
     async fn flush(&self) {
         let _serial = self.shared.flushing.lock().await;
         let batches: Vec<(WorkflowId, u32, Vec<WorkflowEvent>)> = {
@@ -1046,9 +1047,14 @@ impl WorkflowRunner {
             }
             batches
         };
-        for (id, partition, events) in batches {
+        if batches.is_empty() {
+            return;
+        }
+        let results = self.shared.journal.append_batch(&batches).await;
+        for ((id, _, events), result) in batches.iter().zip(results) {
+            let id = *id;
             let last = events.last().map_or(0, |e| e.seq);
-            match self.shared.journal.append(id, partition, &events).await {
+            match result {
                 Ok(()) => {
                     if let Some(driven) = self.shared.live.lock().workflows.get_mut(&id) {
                         driven.journaled_seq = driven.journaled_seq.max(last);
