@@ -335,3 +335,178 @@ fn a_cluster_node_needs_redis() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--redis"), "{stderr}");
 }
+
+/// POSTs and returns the status code and the JSON answer, success or not.
+fn post_any(http: &Http, url: &str, body: Value) -> (u16, Value) {
+    http.runtime.block_on(async {
+        let response = http.client.post(url).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    })
+}
+
+/// The workflow's summary once it has finished (polled on `reader`).
+fn wait_workflow(http: &Http, reader: &Member, id: &str) -> Value {
+    let deadline = Instant::now() + HARD_BOUND;
+    loop {
+        let summary = http.get(&reader.url(&format!("/workflows/{id}")));
+        if summary["status"] != "running" {
+            return summary;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workflow never finished: {summary}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn step(key: &str, kind: &str, deps: &[&str]) -> Value {
+    json!({
+        "key": key,
+        "spec": {"kind": kind, "payload": {"ms": 40}, "max_retries": 0},
+        "depends_on": deps,
+    })
+}
+
+/// Workflows on a 3-process cluster: submitted to any member (forwarded to
+/// the owner of their partition), driven in dependency order, each failure
+/// policy, cycles refused, read from every member, and the replay of the
+/// history equals every state a member showed while it ran.
+#[test]
+fn workflows_run_in_dependency_order_across_the_cluster() {
+    let redis = RedisServer::start();
+    let pmd = PmdGuard(free_port());
+    let http = Http::new();
+    let a = Member::start(pmd.0, &redis.url(), "a", &["--cluster"], "");
+    let b = Member::start(pmd.0, &redis.url(), "b", &["--seed", "a"], "");
+    let c = Member::start(pmd.0, &redis.url(), "c", &["--seed", "a"], "");
+    let members = [&a, &b, &c];
+    for member in members {
+        member.converged_owned(&http, &["a", "b", "c"]);
+    }
+
+    // Fan-out and fan-in, submitted to each member in turn.
+    let fan = json!({"name": "fan", "jobs": [
+        step("split", "sleep", &[]),
+        step("p1", "sleep", &["split"]), step("p2", "sleep", &["split"]),
+        step("p3", "sleep", &["split"]), step("p4", "sleep", &["split"]),
+        step("merge", "echo", &["p1", "p2", "p3", "p4"]),
+    ]});
+    let mut seen: Vec<Value> = Vec::new();
+    let mut ids = Vec::new();
+    for member in members {
+        let (status, answer) = post_any(&http, &member.url("/workflows"), fan.clone());
+        assert_eq!(status, 201, "{answer}");
+        ids.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    // Watch every member while they run: each answer is a state at some seq.
+    let deadline = Instant::now() + HARD_BOUND;
+    loop {
+        let mut running = false;
+        for id in &ids {
+            for member in members {
+                let summary = http.get(&member.url(&format!("/workflows/{id}")));
+                running |= summary["status"] == "running";
+                seen.push(summary);
+            }
+        }
+        if !running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fan-out workflows never finished"
+        );
+    }
+    for id in &ids {
+        // Every member answers the same finished state.
+        let finals: Vec<Value> = members
+            .iter()
+            .map(|m| http.get(&m.url(&format!("/workflows/{id}"))))
+            .collect();
+        assert_eq!(finals[0]["status"], "completed", "{}", finals[0]);
+        assert!(
+            finals.iter().all(|f| f["jobs"] == finals[0]["jobs"]),
+            "{finals:?}"
+        );
+
+        // Dependency order, from the history.
+        let history = http.get(&c.url(&format!("/workflows/{id}/history")));
+        let events = history["events"].as_array().unwrap();
+        let seq_of = |key: &str, kind: &str| {
+            events
+                .iter()
+                .find(|e| e["key"] == key && e["kind"] == kind)
+                .and_then(|e| e["seq"].as_u64())
+                .unwrap_or_else(|| panic!("no {kind} event for {key}: {history}"))
+        };
+        for part in ["p1", "p2", "p3", "p4"] {
+            assert!(seq_of("split", "completed") < seq_of(part, "started"));
+            assert!(seq_of(part, "completed") < seq_of("merge", "started"));
+        }
+
+        // The replay (by the CLI, from the events alone) equals every state
+        // a member showed at that seq.
+        let shown_states: Vec<&Value> = seen.iter().filter(|s| s["id"] == id.as_str()).collect();
+        assert!(shown_states.len() >= 3, "{shown_states:?}");
+        for shown in shown_states {
+            let seq = shown["seq"].as_u64().unwrap().to_string();
+            let replayed: Value = serde_json::from_str(
+                &b.cli(&["workflow", "replay", id, "--until", &seq, "--json"]),
+            )
+            .unwrap();
+            for field in ["seq", "status", "counts"] {
+                assert_eq!(replayed[field], shown[field], "{field} at seq {seq}");
+            }
+            for (key, job) in shown["jobs"].as_object().unwrap() {
+                assert_eq!(
+                    replayed["jobs"][key]["state"], job["state"],
+                    "{key} at {seq}"
+                );
+            }
+        }
+    }
+
+    // Each failure policy, with a root that fails for good.
+    for (policy, dependant, status) in [
+        ("fail_dependants", "failed", "failed"),
+        ("skip_dependants", "skipped", "failed"),
+        ("continue", "completed", "failed"),
+    ] {
+        let spec = json!({"failure_policy": policy, "jobs": [
+            step("root", "fail", &[]),
+            step("child", "echo", &["root"]),
+            step("grandchild", "echo", &["child"]),
+            step("other", "echo", &[]),
+        ]});
+        let (code, answer) = post_any(&http, &b.url("/workflows"), spec);
+        assert_eq!(code, 201, "{answer}");
+        let id = answer["id"].as_str().unwrap();
+        let summary = wait_workflow(&http, &c, id);
+        assert_eq!(summary["status"], status, "{policy}: {summary}");
+        assert_eq!(summary["jobs"]["root"]["state"], "failed", "{policy}");
+        assert_eq!(summary["jobs"]["child"]["state"], dependant, "{policy}");
+        assert_eq!(
+            summary["jobs"]["grandchild"]["state"], dependant,
+            "{policy}"
+        );
+        assert_eq!(summary["jobs"]["other"]["state"], "completed", "{policy}");
+    }
+
+    // A cycle is refused, naming its keys, whichever member gets it.
+    let cycle = json!({"jobs": [
+        step("x", "echo", &["z"]), step("y", "echo", &["x"]), step("z", "echo", &["y"]),
+        step("free", "echo", &[]),
+    ]});
+    for member in members {
+        let (code, answer) = post_any(&http, &member.url("/workflows"), cycle.clone());
+        assert_eq!(code, 400, "{answer}");
+        assert_eq!(answer["error"]["code"], "cycle", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        for key in ["`x`", "`y`", "`z`"] {
+            assert!(message.contains(key), "{answer}");
+        }
+        assert!(!message.contains("free"), "{answer}");
+    }
+}
