@@ -4,87 +4,44 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use anyhow::Result;
+use clap::Subcommand;
 use ironforge_cluster::http::{MembersView, RingView};
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
 
-/// Which node to ask, and how to print.
-#[derive(Debug, Args)]
-pub struct ClusterApi {
-    /// Base URL of a cluster node's HTTP API.
-    #[arg(long, env = "IRONFORGE_API", default_value = "http://127.0.0.1:3000")]
-    api: String,
-    /// Print the API's JSON for scripts.
-    #[arg(long)]
-    json: bool,
-}
+use crate::api::Api;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// The members in the node's view, and the partitions it owns.
-    Members(ClusterApi),
+    Members(Api),
     /// Owner and replicas of every partition, and partitions per member.
-    Ring(ClusterApi),
+    Ring(Api),
 }
 
 pub async fn cluster(command: ClusterCommand) -> Result<ExitCode> {
-    match command {
-        ClusterCommand::Members(api) => {
-            let Some(value) = fetch(&api, "/cluster/members").await? else {
-                return Ok(ExitCode::FAILURE);
-            };
-            if api.json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let view: MembersView = serde_json::from_value(value)
-                .context("the node answered /cluster/members with an unexpected shape")?;
-            print_members(&view);
-        }
-        ClusterCommand::Ring(api) => {
-            let Some(value) = fetch(&api, "/cluster/ring").await? else {
-                return Ok(ExitCode::FAILURE);
-            };
-            if api.json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let view: RingView = serde_json::from_value(value)
-                .context("the node answered /cluster/ring with an unexpected shape")?;
-            print_ring(&view);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The JSON answer, or `None` after printing why there is none.
-async fn fetch(api: &ClusterApi, path: &str) -> Result<Option<Value>> {
-    let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the API at {} (is a node running?)", api.api))?;
-    let status = response.status();
-    if status == StatusCode::NOT_FOUND {
+    let (api, path) = match &command {
+        ClusterCommand::Members(api) => (api, "/cluster/members"),
+        ClusterCommand::Ring(api) => (api, "/cluster/ring"),
+    };
+    let answer = api.call(Method::GET, path, None).await?;
+    if let Err((StatusCode::NOT_FOUND, _)) = answer {
         eprintln!(
             "{} serves no {path}: is it a cluster node (`ironforge node start --cluster` or `--seed`)?",
             api.api
         );
-        return Ok(None);
+        return Ok(ExitCode::FAILURE);
     }
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = value["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| status.to_string());
-        eprintln!("{message} (HTTP {})", status.as_u16());
-        return Ok(None);
-    }
-    Ok(Some(value))
+    api.print(answer, |value| match &command {
+        ClusterCommand::Members(_) => match serde_json::from_value::<MembersView>(value.clone()) {
+            Ok(view) => print_members(&view),
+            Err(_) => println!("{value:#}"),
+        },
+        ClusterCommand::Ring(_) => match serde_json::from_value::<RingView>(value.clone()) {
+            Ok(view) => print_ring(&view),
+            Err(_) => println!("{value:#}"),
+        },
+    })
 }
 
 fn print_members(view: &MembersView) {

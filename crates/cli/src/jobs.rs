@@ -4,24 +4,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use anyhow::Result;
+use clap::Subcommand;
 use ironforge_jobs::{Job, QueueStats};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::api::Api;
 use crate::time::iso_ms;
-
-/// Which API to talk to, and how to print.
-#[derive(Debug, Args)]
-pub struct Api {
-    /// Base URL of a node's HTTP API.
-    #[arg(long, env = "IRONFORGE_API", default_value = "http://127.0.0.1:3000")]
-    api: String,
-    /// Print the API's JSON for scripts.
-    #[arg(long)]
-    json: bool,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -118,8 +108,8 @@ pub async fn job(command: JobCommand) -> Result<ExitCode> {
                     spec[field] = value;
                 }
             }
-            let answer = call(&api, Method::POST, "/jobs", Some(spec)).await?;
-            print(&api, answer, |v| {
+            let answer = api.call(Method::POST, "/jobs", Some(spec)).await?;
+            api.print(answer, |v| {
                 let note = if v["duplicate"] == true {
                     " (duplicate of an earlier submission)"
                 } else {
@@ -129,17 +119,17 @@ pub async fn job(command: JobCommand) -> Result<ExitCode> {
             })
         }
         JobCommand::Get { id, api } => {
-            let answer = call(&api, Method::GET, &format!("/jobs/{id}"), None).await?;
-            print(&api, answer, |v| {
-                match serde_json::from_value::<Job>(v.clone()) {
-                    Ok(job) => print_job(&job),
-                    Err(_) => println!("{v:#}"),
-                }
+            let answer = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
+            api.print(answer, |v| match serde_json::from_value::<Job>(v.clone()) {
+                Ok(job) => print_job(&job),
+                Err(_) => println!("{v:#}"),
             })
         }
         JobCommand::Cancel { id, api } => {
-            let answer = call(&api, Method::DELETE, &format!("/jobs/{id}"), None).await?;
-            print(&api, answer, |_| println!("cancelled {id}"))
+            let answer = api
+                .call(Method::DELETE, &format!("/jobs/{id}"), None)
+                .await?;
+            api.print(answer, |_| println!("cancelled {id}"))
         }
         JobCommand::Retry {
             id,
@@ -148,13 +138,13 @@ pub async fn job(command: JobCommand) -> Result<ExitCode> {
         } => {
             let body = json!({ "reset_attempts": reset_attempts });
             let path = format!("/jobs/{id}/retry");
-            let answer = call(&api, Method::POST, &path, Some(body)).await?;
-            print(&api, answer, |_| println!("re-queued {id}"))
+            let answer = api.call(Method::POST, &path, Some(body)).await?;
+            api.print(answer, |_| println!("re-queued {id}"))
         }
         JobCommand::List { status, limit, api } => {
             let path = format!("/jobs?status={status}&limit={limit}");
-            let answer = call(&api, Method::GET, &path, None).await?;
-            print(&api, answer, |v| {
+            let answer = api.call(Method::GET, &path, None).await?;
+            api.print(answer, |v| {
                 let jobs: Vec<Job> = serde_json::from_value(v["jobs"].clone())
                     .or_else(|_| serde_json::from_value(v.clone()))
                     .unwrap_or_default();
@@ -166,58 +156,13 @@ pub async fn job(command: JobCommand) -> Result<ExitCode> {
 
 pub async fn queue(command: QueueCommand) -> Result<ExitCode> {
     let QueueCommand::Stats(api) = command;
-    let answer = call(&api, Method::GET, "/queues/stats", None).await?;
-    print(&api, answer, |v| {
+    let answer = api.call(Method::GET, "/queues/stats", None).await?;
+    api.print(answer, |v| {
         match serde_json::from_value::<QueueStats>(v.clone()) {
             Ok(stats) => print_stats(&stats),
             Err(_) => println!("{v:#}"),
         }
     })
-}
-
-/// The API's answer: JSON on success, or its `{"error": {code, message}}`.
-type Answer = Result<Value, (StatusCode, String)>;
-
-async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> Result<Answer> {
-    let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().request(method, &url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.with_context(|| {
-        format!(
-            "cannot reach the job API at {} (is a node running?)",
-            api.api
-        )
-    })?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(Ok(value));
-    }
-    let message = value["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| status.to_string());
-    Ok(Err((status, message)))
-}
-
-fn print(api: &Api, answer: Answer, human: impl FnOnce(&Value)) -> Result<ExitCode> {
-    match answer {
-        Ok(value) if api.json => println!("{}", serde_json::to_string_pretty(&value)?),
-        Ok(value) => human(&value),
-        Err((status, message)) => {
-            eprintln!("{message} (HTTP {})", status.as_u16());
-            return Ok(
-                if status.is_client_error() && status != StatusCode::NOT_FOUND {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::FAILURE
-                },
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_job(job: &Job) {

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the thing asked for is absent or unreachable
 //! (one line on stderr says which), 2 bad usage.
 
+mod api;
 mod cluster;
 mod handlers;
 mod jobs;

@@ -10,25 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use ironforge_jobs::workflow::{
     replay, workflow_job_id, WorkflowEvent, WorkflowId, WorkflowSpec, WorkflowState,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::Value;
 
+use crate::api::{Api, USAGE};
 use crate::time::iso_ms;
-
-/// Which API to talk to, and how to print.
-#[derive(Debug, Args)]
-pub struct Api {
-    /// Base URL of a node's HTTP API.
-    #[arg(long, env = "IRONFORGE_API", default_value = "http://127.0.0.1:3000")]
-    api: String,
-    /// Print JSON for scripts.
-    #[arg(long)]
-    json: bool,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
@@ -68,8 +58,6 @@ pub enum WorkflowCommand {
     },
 }
 
-const USAGE: u8 = 2;
-
 pub async fn workflow(command: WorkflowCommand) -> Result<ExitCode> {
     match command {
         WorkflowCommand::Submit { file, api } => {
@@ -94,8 +82,8 @@ pub async fn workflow(command: WorkflowCommand) -> Result<ExitCode> {
                     return Ok(ExitCode::from(USAGE));
                 }
             };
-            let answer = call(&api, Method::POST, "/workflows", Some(body)).await?;
-            print(&api, answer, |v| {
+            let answer = api.call(Method::POST, "/workflows", Some(body)).await?;
+            api.print(answer, |v| {
                 println!("{}", v["id"].as_str().unwrap_or("?"));
             })
         }
@@ -103,16 +91,18 @@ pub async fn workflow(command: WorkflowCommand) -> Result<ExitCode> {
             let Some(id) = parse_id(&id) else {
                 return Ok(ExitCode::from(USAGE));
             };
-            let answer = call(&api, Method::GET, &format!("/workflows/{id}"), None).await?;
-            print(&api, answer, print_summary)
+            let answer = api
+                .call(Method::GET, &format!("/workflows/{id}"), None)
+                .await?;
+            api.print(answer, print_summary)
         }
         WorkflowCommand::History { id, api } => {
             let Some(id) = parse_id(&id) else {
                 return Ok(ExitCode::from(USAGE));
             };
             let path = format!("/workflows/{id}/history");
-            let answer = call(&api, Method::GET, &path, None).await?;
-            print(&api, answer, |v| {
+            let answer = api.call(Method::GET, &path, None).await?;
+            api.print(answer, |v| {
                 match serde_json::from_value::<Vec<WorkflowEvent>>(v["events"].clone()) {
                     Ok(events) => print_events(&events),
                     Err(_) => println!("{v:#}"),
@@ -124,9 +114,9 @@ pub async fn workflow(command: WorkflowCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::from(USAGE));
             };
             let path = format!("/workflows/{id}/history");
-            let history = match call(&api, Method::GET, &path, None).await? {
+            let history = match api.call(Method::GET, &path, None).await? {
                 Ok(history) => history,
-                Err(failure) => return print(&api, Err(failure), |_| {}),
+                Err(failure) => return api.print(Err(failure), |_| {}),
             };
             let spec: WorkflowSpec = serde_json::from_value(history["spec"].clone())
                 .context("the API's history has no readable workflow spec")?;
@@ -155,8 +145,10 @@ pub async fn workflow(command: WorkflowCommand) -> Result<ExitCode> {
             let Some(id) = parse_id(&id) else {
                 return Ok(ExitCode::from(USAGE));
             };
-            let answer = call(&api, Method::DELETE, &format!("/workflows/{id}"), None).await?;
-            print(&api, answer, |v| {
+            let answer = api
+                .call(Method::DELETE, &format!("/workflows/{id}"), None)
+                .await?;
+            api.print(answer, |v| {
                 println!("workflow {id}: {}", v["status"].as_str().unwrap_or("?"));
             })
         }
@@ -171,51 +163,6 @@ fn parse_id(raw: &str) -> Option<WorkflowId> {
             None
         }
     }
-}
-
-/// The API's answer: JSON on success, or its `{"error": {code, message}}`.
-type Answer = Result<Value, (StatusCode, String)>;
-
-async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> Result<Answer> {
-    let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().request(method, &url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.with_context(|| {
-        format!(
-            "cannot reach the workflow API at {} (is a node running?)",
-            api.api
-        )
-    })?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(Ok(value));
-    }
-    let message = value["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| status.to_string());
-    Ok(Err((status, message)))
-}
-
-fn print(api: &Api, answer: Answer, human: impl FnOnce(&Value)) -> Result<ExitCode> {
-    match answer {
-        Ok(value) if api.json => println!("{}", serde_json::to_string_pretty(&value)?),
-        Ok(value) => human(&value),
-        Err((status, message)) => {
-            eprintln!("{message} (HTTP {})", status.as_u16());
-            return Ok(
-                if status.is_client_error() && status != StatusCode::NOT_FOUND {
-                    ExitCode::from(USAGE)
-                } else {
-                    ExitCode::FAILURE
-                },
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_summary(value: &Value) {
