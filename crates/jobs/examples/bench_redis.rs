@@ -11,8 +11,12 @@
 //! 4. pickup latency without a backlog: 2,000 single submissions 1 ms
 //!    apart, handler start minus submission time (µs resolution).
 //!
-//! Prints jobs/s, latency percentiles and the process's peak RSS (VmHWM).
-//! N = `JOBS_BENCH_N` (default 200,000). Run:
+//! Prints jobs/s, latency percentiles, the process's peak RSS (VmHWM) and,
+//! per phase, the Redis server's user CPU per job (`INFO cpu`, which is less
+//! sensitive than jobs/s to other load on a shared machine).
+//! N = `JOBS_BENCH_N` (default 200,000); the Worker's batch sizes can be
+//! changed with `JOBS_BENCH_CONCURRENCY`, `JOBS_BENCH_FETCH` and
+//! `JOBS_BENCH_ACK`. Run:
 //! `cargo run --release -p ironforge-jobs --example bench_redis`
 
 use std::process::{Child, Command, Stdio};
@@ -67,12 +71,24 @@ fn start_server() -> (String, Option<Server>) {
     (url, Some(Server { child, _dir: dir }))
 }
 
+/// A setting from the environment (for trying other Worker batch sizes),
+/// else the default.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Worker settings: concurrency 1,024, fetch batch 512, ack batch 2,048,
+/// unless `JOBS_BENCH_CONCURRENCY`, `JOBS_BENCH_FETCH` or `JOBS_BENCH_ACK`
+/// say otherwise.
 fn worker_config() -> WorkerConfig {
     WorkerConfig {
         consumer: "bench".to_string(),
-        concurrency: 1024,
-        fetch_batch: 512,
-        ack_batch: 2048,
+        concurrency: env_or("JOBS_BENCH_CONCURRENCY", 1024),
+        fetch_batch: env_or("JOBS_BENCH_FETCH", 512),
+        ack_batch: env_or("JOBS_BENCH_ACK", 2048),
         idle_wait: Duration::from_millis(5),
         ..WorkerConfig::default()
     }
@@ -131,6 +147,32 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The Redis server's user CPU seconds so far (`INFO cpu`), or 0 if unreadable.
+async fn redis_cpu(url: &str) -> f64 {
+    let Ok(client) = redis::Client::open(url) else {
+        return 0.0;
+    };
+    let Ok(mut conn) = client.get_multiplexed_tokio_connection().await else {
+        return 0.0;
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_cpu_user:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn cpu_per_job(before: f64, after: f64, jobs: usize) -> String {
+    format!(
+        "Redis user CPU {:.1} µs/job",
+        (after - before) * 1e6 / jobs.max(1) as f64
+    )
+}
+
 async fn connect(url: &str, namespace: &str) -> Arc<dyn QueueBackend> {
     Arc::new(
         RedisBackend::connect(RedisConfig::new(url).namespace(namespace))
@@ -146,18 +188,25 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let (url, _server) = start_server();
-    println!("redis bench: N = {n}, batches of {BATCH}, {SUBMITTERS} submitters, {url}");
+    let wc = worker_config();
+    println!(
+        "redis bench: N = {n}, batches of {BATCH}, {SUBMITTERS} submitters, worker concurrency {} fetch {} ack {}, {url}",
+        wc.concurrency, wc.fetch_batch, wc.ack_batch
+    );
 
     // 1 + 2: enqueue a backlog, then drain it.
     let backend = connect(&url, "bench1").await;
     let client = Client::new(backend.clone());
+    let cpu0 = redis_cpu(&url).await;
     let started = Instant::now();
     submit_all(&client, n).await;
     let enqueue = started.elapsed();
+    let cpu1 = redis_cpu(&url).await;
     println!(
-        "enqueue (batch):   {:>9.0} jobs/s  ({n} in {:.2} s)",
+        "enqueue (batch):   {:>9.0} jobs/s  ({n} in {:.2} s; {})",
         n as f64 / enqueue.as_secs_f64(),
-        enqueue.as_secs_f64()
+        enqueue.as_secs_f64(),
+        cpu_per_job(cpu0, cpu1, n)
     );
     let done = Arc::new(AtomicUsize::new(0));
     let counter = done.clone();
@@ -175,11 +224,13 @@ async fn main() {
     );
     wait_completed(&backend, n as u64).await;
     let drain = started.elapsed();
+    let cpu2 = redis_cpu(&url).await;
     worker.shutdown(Duration::from_secs(5)).await;
     println!(
-        "drain backlog:     {:>9.0} jobs/s  ({n} in {:.2} s)",
+        "drain backlog:     {:>9.0} jobs/s  ({n} in {:.2} s; {})",
         n as f64 / drain.as_secs_f64(),
-        drain.as_secs_f64()
+        drain.as_secs_f64(),
+        cpu_per_job(cpu1, cpu2, n)
     );
 
     // 3: end to end, workers running while jobs arrive.
@@ -199,19 +250,22 @@ async fn main() {
         worker_config(),
         Observers::default(),
     );
+    let cpu3 = redis_cpu(&url).await;
     let started = Instant::now();
     submit_all(&client, n).await;
     let submitted = started.elapsed();
     wait_completed(&backend, n as u64).await;
     let e2e = started.elapsed();
+    let cpu4 = redis_cpu(&url).await;
     worker.shutdown(Duration::from_secs(5)).await;
     let mut waits = latencies.lock().clone();
     waits.sort_unstable();
     println!(
-        "end to end:        {:>9.0} jobs/s  ({n} in {:.2} s; submissions took {:.2} s)",
+        "end to end:        {:>9.0} jobs/s  ({n} in {:.2} s; submissions took {:.2} s; {})",
         n as f64 / e2e.as_secs_f64(),
         e2e.as_secs_f64(),
-        submitted.as_secs_f64()
+        submitted.as_secs_f64(),
+        cpu_per_job(cpu3, cpu4, n)
     );
     println!(
         "pickup latency:    p50 {} ms, p99 {} ms, max {} ms",

@@ -300,6 +300,10 @@ async fn a_poison_job_lands_in_its_partition_s_dead_letter_stream() {
         tokio::time::sleep(Duration::from_millis(80)).await;
         let reclaimed = backend.reclaim_expired(now_ms(), 2).await.unwrap();
         assert_eq!(reclaimed.len(), 1);
+        assert_eq!(
+            (reclaimed[0].id, reclaimed[0].kind.as_str()),
+            (id, "poison")
+        );
     }
     let job = client.get(id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Dead);
@@ -582,4 +586,184 @@ async fn a_worker_process_killed_with_sigkill_loses_nothing() {
         assert_eq!(job.deliveries, 2);
     }
     worker.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Leasing writes no job hash: the partition's leases hash is what makes a
+/// job running (`get` reports it with its deliveries and start), and
+/// completion trims acknowledged entries from the stream instead of
+/// deleting them one by one; an older entry still pending holds the trim
+/// back until it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_live_beside_the_job_and_completion_trims_the_stream() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend = backend(&server, &ns).await;
+    let client = Client::new(backend.clone());
+    let spec = |i: i32| {
+        let mut spec = JobSpec::new("t", serde_json::json!(i));
+        spec.partition_key = Some("one".to_string());
+        spec
+    };
+    let long = client.submit(spec(0)).await.unwrap();
+    let first = backend
+        .fetch("c", 1, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(first.job.id, long);
+    let partition = first.job.partition;
+    let prefix = backend.partition_prefix(partition).unwrap().to_string();
+    let mut conn = raw(&server).await;
+    let status: String = conn
+        .hget(format!("{prefix}job:{long}"), "st")
+        .await
+        .unwrap();
+    assert_eq!(status, "queued", "leasing does not write the job hash");
+    let leases: u64 = conn.hlen(format!("{prefix}leases")).await.unwrap();
+    assert_eq!(leases, 1);
+    let seen = client.get(long).await.unwrap().unwrap();
+    assert_eq!(
+        (seen.status, seen.deliveries, seen.attempts),
+        (JobStatus::Running, 1, 0)
+    );
+    assert!(seen.started_at.is_some());
+
+    client
+        .submit_batch((1..=5).map(spec).collect())
+        .await
+        .unwrap();
+    let quick = backend
+        .fetch("c", 5, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(quick.len(), 5);
+    let done = |leases: &[ironforge_jobs::Lease]| {
+        leases
+            .iter()
+            .map(|l| ironforge_jobs::Completion {
+                receipt: l.receipt.clone(),
+                result: serde_json::json!("ok"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let outcomes = backend.complete(done(&quick), now_ms()).await.unwrap();
+    assert!(outcomes
+        .iter()
+        .all(|o| *o == ironforge_jobs::AckOutcome::Ok));
+    let stream = format!("{prefix}stream:medium");
+    let len: u64 = conn.xlen(&stream).await.unwrap();
+    assert_eq!(len, 6, "the pending first entry holds the trim back");
+    for lease in &quick {
+        let job = client.get(lease.job.id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.status, job.attempts, job.deliveries),
+            (JobStatus::Completed, 1, 1)
+        );
+        assert!(job.started_at.is_some() && job.finished_at.is_some());
+    }
+    backend.complete(done(&[first]), now_ms()).await.unwrap();
+    let len: u64 = conn.xlen(&stream).await.unwrap();
+    assert_eq!(len, 0, "everything acknowledged is trimmed");
+    let leases: u64 = conn.hlen(format!("{prefix}leases")).await.unwrap();
+    assert_eq!(leases, 0);
+    let stats = client.stats().await.unwrap();
+    assert_eq!(
+        (stats.completed, stats.running, stats.queued.total()),
+        (6, 0, 0)
+    );
+    assert_eq!(
+        client.get(long).await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
+}
+
+/// Stream entry ids are unique per stream only: two priorities of one
+/// partition, written by one script (Redis freezes the clock inside it),
+/// get the same id. Their leases must still be told apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_of_two_priorities_with_the_same_entry_id_stay_apart() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let backend = backend(&server, &ns).await;
+    let client = Client::new(backend.clone());
+    let spec = |p: Priority| {
+        let mut spec = JobSpec::new("t", serde_json::json!(p.rank())).priority(p);
+        spec.partition_key = Some("same".to_string());
+        spec
+    };
+    let ids = client
+        .submit_batch(vec![spec(Priority::High), spec(Priority::Medium)])
+        .await
+        .unwrap();
+    let partition = client.get(ids[0]).await.unwrap().unwrap().partition;
+    let prefix = backend.partition_prefix(partition).unwrap().to_string();
+    let mut conn = raw(&server).await;
+    let mut entries = Vec::new();
+    for stream in ["stream:high", "stream:medium"] {
+        let reply: redis::streams::StreamRangeReply =
+            conn.xrange_all(format!("{prefix}{stream}")).await.unwrap();
+        entries.push(reply.ids[0].id.clone());
+    }
+    assert_eq!(entries[0], entries[1], "the case this test is about");
+    let leases = backend
+        .fetch("c", 2, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.job.id).collect::<Vec<_>>(),
+        ids,
+        "high first"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let job = client.get(*id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Running, "job {i}");
+    }
+    let receipts: Vec<_> = leases.iter().map(|l| l.receipt.clone()).collect();
+    let renewed = backend
+        .renew(&receipts, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![ironforge_jobs::AckOutcome::Ok; 2]);
+    for receipt in &receipts {
+        assert_eq!(
+            backend.progress(receipt, 10).await.unwrap(),
+            ironforge_jobs::AckOutcome::Ok
+        );
+    }
+    let failed = backend
+        .fail(
+            receipts[0].clone(),
+            "x".into(),
+            ironforge_jobs::FailDecision::Dead,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed, ironforge_jobs::AckOutcome::Ok);
+    assert_eq!(
+        client.get(ids[1]).await.unwrap().unwrap().status,
+        JobStatus::Running,
+        "failing one lease leaves the other"
+    );
+    let done = backend
+        .complete(
+            vec![ironforge_jobs::Completion {
+                receipt: receipts[1].clone(),
+                result: serde_json::json!("ok"),
+            }],
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, vec![ironforge_jobs::AckOutcome::Ok]);
+    assert_eq!(
+        client.get(ids[0]).await.unwrap().unwrap().status,
+        JobStatus::Dead
+    );
+    assert_eq!(
+        client.get(ids[1]).await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
+    let stats = client.stats().await.unwrap();
+    assert_eq!((stats.running, stats.dead, stats.completed), (0, 1, 1));
 }

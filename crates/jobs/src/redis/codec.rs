@@ -61,6 +61,17 @@ pub(crate) fn encode_spec(job: &Job) -> Result<String, BackendError> {
     .map_err(|e| BackendError::Storage(format!("cannot encode job {}: {e}", job.id)))
 }
 
+/// The kind recorded in a spec (empty if the spec is unreadable).
+pub(crate) fn kind_of(spec: &str) -> String {
+    #[derive(Deserialize)]
+    struct KindOnly {
+        kind: String,
+    }
+    serde_json::from_str::<KindOnly>(spec)
+        .map(|k| k.kind)
+        .unwrap_or_default()
+}
+
 /// The mutable fields of a job, as strings from its hash.
 #[derive(Debug)]
 pub(crate) struct Mutable<'a> {
@@ -122,21 +133,26 @@ pub(crate) fn decode_job(id: JobId, spec: &str, m: &Mutable<'_>) -> Result<Job, 
     })
 }
 
-/// Builds a job from the whole hash (HGETALL); `None` for an empty hash
-/// (unknown or expired job).
+/// Builds a job from the whole hash (HGETALL) and its field in the
+/// partition's leases hash, if any (a `queued` job with a lease is
+/// running); `None` for an empty hash (unknown or expired job).
 pub(crate) fn job_from_hash(
     id: JobId,
     hash: &HashMap<String, String>,
+    lease: Option<&str>,
 ) -> Result<Option<Job>, BackendError> {
     let Some(spec) = hash.get("spec") else {
         return Ok(None);
     };
     let field = |name: &str| hash.get(name).map(String::as_str);
-    let status = field("st")
+    let mut status = field("st")
         .unwrap_or("queued")
         .parse::<JobStatus>()
         .map_err(|e| BackendError::Storage(format!("job {id}: {e}")))?;
-    let m = Mutable {
+    let lease = lease
+        .and_then(LeaseFields::parse)
+        .filter(|l| status == JobStatus::Queued && l.job == id.to_string());
+    let mut m = Mutable {
         status,
         attempts: field("att").unwrap_or("0"),
         deliveries: field("del").unwrap_or("0"),
@@ -147,13 +163,47 @@ pub(crate) fn job_from_hash(
         result: field("res"),
         progress: field("prog"),
     };
+    if let Some(lease) = &lease {
+        status = JobStatus::Running;
+        m.status = status;
+        m.attempts = lease.attempts;
+        m.deliveries = lease.deliveries;
+        m.started_at = Some(lease.started_at);
+    }
     decode_job(id, spec, &m).map(Some)
 }
 
+/// A value of the partition's leases hash (its field is `rank:entry id`):
+/// `job id|deliveries|attempts|started_at|lease_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeaseFields<'a> {
+    pub job: &'a str,
+    pub deliveries: &'a str,
+    pub attempts: &'a str,
+    pub started_at: &'a str,
+    pub lease_ms: &'a str,
+}
+
+impl<'a> LeaseFields<'a> {
+    /// `None` if the text is not five `|`-separated parts.
+    pub fn parse(text: &'a str) -> Option<LeaseFields<'a>> {
+        let mut parts = text.split('|');
+        let lease = LeaseFields {
+            job: parts.next()?,
+            deliveries: parts.next()?,
+            attempts: parts.next()?,
+            started_at: parts.next()?,
+            lease_ms: parts.next()?,
+        };
+        parts.next().is_none().then_some(lease)
+    }
+}
+
 /// Where a lease lives: partition, priority stream, entry id and consumer,
-/// plus the job's attempt count when it was leased (attempts only change
-/// when a lease ends, so completion can write `attempts + 1` without
-/// reading the job first).
+/// plus what the lease started with: the job's attempts, its deliveries
+/// (this one included) and the lease start. Attempts only change when a
+/// lease ends, and the job hash is not written at lease time, so completion
+/// writes these from the receipt without parsing the lease record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Token {
     pub partition: u32,
@@ -162,22 +212,25 @@ pub(crate) struct Token {
     pub consumer: String,
     /// `None` for tokens issued before this field existed.
     pub attempts: Option<u32>,
+    /// Deliveries and lease start; `None` for tokens issued before them.
+    pub lease: Option<(u32, u64)>,
 }
 
 impl Token {
-    /// `partition:rank:entry/attempts:consumer` (the consumer last: it may
-    /// hold `:`; stream entry ids never hold `/`).
+    /// `partition:rank:entry/attempts/deliveries/started:consumer` (the
+    /// consumer last: it may hold `:`; stream entry ids never hold `/`).
     pub fn encode(&self) -> String {
-        match self.attempts {
-            Some(attempts) => format!(
-                "{}:{}:{}/{}:{}",
-                self.partition, self.rank, self.entry, attempts, self.consumer
-            ),
-            None => format!(
-                "{}:{}:{}:{}",
-                self.partition, self.rank, self.entry, self.consumer
-            ),
+        let mut entry = self.entry.clone();
+        if let Some(attempts) = self.attempts {
+            entry.push_str(&format!("/{attempts}"));
+            if let Some((deliveries, started)) = self.lease {
+                entry.push_str(&format!("/{deliveries}/{started}"));
+            }
         }
+        format!(
+            "{}:{}:{}:{}",
+            self.partition, self.rank, entry, self.consumer
+        )
     }
 
     /// The token of a receipt this backend issued, or `None` for a foreign one.
@@ -185,11 +238,22 @@ impl Token {
         let mut parts = receipt.token.splitn(4, ':');
         let partition = parts.next()?.parse().ok()?;
         let rank: usize = parts.next()?.parse().ok()?;
-        let field = parts.next()?;
-        let (entry, attempts) = match field.split_once('/') {
-            Some((entry, attempts)) => (entry.to_string(), Some(attempts.parse().ok()?)),
-            None => (field.to_string(), None),
+        let mut field = parts.next()?.split('/');
+        let entry = field.next()?.to_string();
+        let attempts = match field.next() {
+            Some(text) => Some(text.parse().ok()?),
+            None => None,
         };
+        let lease = match (field.next(), field.next()) {
+            (Some(deliveries), Some(started)) => {
+                Some((deliveries.parse().ok()?, started.parse().ok()?))
+            }
+            (None, None) => None,
+            _ => return None,
+        };
+        if field.next().is_some() {
+            return None;
+        }
         let consumer = parts.next()?.to_string();
         if rank > 3 || entry.is_empty() {
             return None;
@@ -200,6 +264,7 @@ impl Token {
             entry,
             consumer,
             attempts,
+            lease,
         })
     }
 }
@@ -229,23 +294,43 @@ mod tests {
             .into_job(JobId::new_random(), 3, 1_000, &Default::default())
             .unwrap();
         let spec = encode_spec(&job).unwrap();
+        assert_eq!(kind_of(&spec), "mail");
+        assert_eq!(kind_of("not json"), "");
         let mut hash = HashMap::new();
         hash.insert("spec".to_string(), spec);
         hash.insert("st".to_string(), "queued".to_string());
         hash.insert("att".to_string(), "0".to_string());
         hash.insert("del".to_string(), "0".to_string());
         hash.insert("run".to_string(), "1000".to_string());
-        assert_eq!(job_from_hash(job.id, &hash).unwrap(), Some(job.clone()));
+        assert_eq!(
+            job_from_hash(job.id, &hash, None).unwrap(),
+            Some(job.clone())
+        );
+        // A queued job with a lease is running, with the lease's counters.
+        let running = job_from_hash(job.id, &hash, Some(&format!("{}|2|1|1500|30000", job.id)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                running.status,
+                running.deliveries,
+                running.attempts,
+                running.started_at
+            ),
+            (JobStatus::Running, 2, 1, Some(1500))
+        );
         hash.insert("st".to_string(), "completed".to_string());
         hash.insert("res".to_string(), "[1,2]".to_string());
         hash.insert("fin".to_string(), "2000".to_string());
-        let done = job_from_hash(job.id, &hash).unwrap().unwrap();
+        let done = job_from_hash(job.id, &hash, Some(&format!("{}|2|1|1500|30000", job.id)))
+            .unwrap()
+            .unwrap();
         assert_eq!(done.status, JobStatus::Completed);
         assert_eq!(done.result, Some(serde_json::json!([1, 2])));
         assert_eq!(done.finished_at, Some(2000));
-        assert_eq!(job_from_hash(job.id, &HashMap::new()).unwrap(), None);
+        assert_eq!(job_from_hash(job.id, &HashMap::new(), None).unwrap(), None);
         hash.insert("att".to_string(), "many".to_string());
-        assert!(job_from_hash(job.id, &hash).is_err());
+        assert!(job_from_hash(job.id, &hash, None).is_err());
     }
 
     #[test]
@@ -256,6 +341,7 @@ mod tests {
             entry: "1700000000000-3".into(),
             consumer: "host:worker-1".into(),
             attempts: Some(4),
+            lease: Some((2, 1_700_000_000_123)),
         };
         let receipt = Receipt {
             job_id: JobId::new_random(),
@@ -263,10 +349,26 @@ mod tests {
             priority: Priority::Medium,
             token: token.encode(),
         };
+        assert_eq!(
+            receipt.token,
+            "7:2:1700000000000-3/4/2/1700000000123:host:worker-1"
+        );
         assert_eq!(Token::decode(&receipt), Some(token.clone()));
-        // Tokens without the attempt count (issued by older versions) still decode.
+        // Tokens of older versions (without the lease start, without the
+        // attempt count) still decode.
+        let older = Token {
+            lease: None,
+            ..token.clone()
+        };
+        let older_receipt = Receipt {
+            token: older.encode(),
+            ..receipt.clone()
+        };
+        assert_eq!(older_receipt.token, "7:2:1700000000000-3/4:host:worker-1");
+        assert_eq!(Token::decode(&older_receipt), Some(older));
         let old = Token {
             attempts: None,
+            lease: None,
             ..token
         };
         let receipt = Receipt {
@@ -283,6 +385,9 @@ mod tests {
             "1:1::c",
             "1:1:1-1/x:c",
             "1:1:/2:c",
+            "1:1:1-1/2/3:c",
+            "1:1:1-1/2/3/x:c",
+            "1:1:1-1/2/3/4/5:c",
         ] {
             let receipt = Receipt {
                 token: bad.into(),
@@ -290,6 +395,22 @@ mod tests {
             };
             assert_eq!(Token::decode(&receipt), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn lease_fields_parse() {
+        assert_eq!(
+            LeaseFields::parse("job-1|3|0|99|500"),
+            Some(LeaseFields {
+                job: "job-1",
+                deliveries: "3",
+                attempts: "0",
+                started_at: "99",
+                lease_ms: "500",
+            })
+        );
+        assert_eq!(LeaseFields::parse("1-2|3|0|99"), None);
+        assert_eq!(LeaseFields::parse("1-2|3|0|99|5|6"), None);
     }
 
     #[test]

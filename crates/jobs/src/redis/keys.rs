@@ -10,6 +10,7 @@
 //! | `…:{pN}:delayed`                   | zset   | delayed jobs and retries by `run_at`    |
 //! | `…:{pN}:dead`                      | stream | dead letters                            |
 //! | `…:{pN}:counts`                    | hash   | jobs per status                         |
+//! | `…:{pN}:leases`                    | hash   | `rank:entry` → lease of each running job |
 //! | `…:{pN}:idem:<key>`                | string | id of the job submitted with the key    |
 //! | `…:{pN}:finished:<status>`         | list   | newest completed / cancelled ids        |
 
@@ -23,6 +24,11 @@ pub(crate) fn partition_prefix(namespace: &str, partition: u32) -> String {
 /// The counts hash of a partition (the key every script is routed by).
 pub(crate) fn counts_key(prefix: &str) -> String {
     format!("{prefix}counts")
+}
+
+/// The leases hash of a partition: one field per running job.
+pub(crate) fn leases_key(prefix: &str) -> String {
+    format!("{prefix}leases")
 }
 
 /// A namespace must be non-empty and must not contain braces (they would

@@ -6,9 +6,10 @@
 //! consumer group; a hash per job whose `spec` field (immutable JSON) is
 //! written once while status, attempts, timestamps, error, progress and
 //! result are separate fields; a sorted set of delayed jobs and retries; a
-//! dead-letter stream; a counts hash. Every state change of a partition is
-//! one Lua script ([`scripts`]), and every call batches its partitions into
-//! one pipeline, so a batch costs one round trip whatever its size.
+//! dead-letter stream; a counts hash; a leases hash. Every state change of a
+//! partition is one Lua script ([`scripts`]), and every call batches its
+//! partitions into one pipeline, so a batch costs one round trip whatever
+//! its size (a fetch costs three: peek, lease, read the leased jobs).
 //!
 //! - **Fetch** peeks at the next entries of every partition (one pipeline),
 //!   picks the `max` first by priority then FIFO order ([`plan`]), then leases
@@ -18,6 +19,13 @@
 //!   Redis, is the lease clock; renew resets it (`XCLAIM … JUSTID`), and the
 //!   reclaim script returns entries idle past their own lease length
 //!   (`XPENDING … IDLE`), so worker clock skew cannot expire a lease early.
+//!   Leasing writes no job hash: one HSET per partition and fetch records
+//!   the batch's leases in the partition's `leases` hash (what makes a job
+//!   `running` for `get`, `list` and `cancel`), and the leased
+//!   jobs' specs are read with plain pipelined HMGETs, outside Lua.
+//! - **Completion** writes each job hash once (status, result, counters)
+//!   and trims the acknowledged entries off the stream in a few commands per
+//!   batch rather than deleting them one by one.
 //! - **Delays and retries** sit in a sorted set moved to the streams by one
 //!   script per partition (range, add, remove), so concurrent promoters
 //!   cannot queue a job twice.
@@ -37,8 +45,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, RedisError, Value};
 
-use self::codec::{decode_job, encode_spec, job_from_hash, order_key, Mutable, Token};
-use self::keys::{check_namespace, counts_key, partition_prefix};
+use self::codec::{decode_job, encode_spec, job_from_hash, kind_of, order_key, Mutable, Token};
+use self::keys::{check_namespace, counts_key, leases_key, partition_prefix};
 use self::plan::{choose, first_peek, Choice, Peeked, Share};
 use self::scripts::{LuaScript, Scripts};
 use crate::backend::{
@@ -53,6 +61,12 @@ use crate::partition::{fnv1a64, OwnedPartitions, Partitioner, DEFAULT_PARTITIONS
 /// Oldest Redis with everything used here (XAUTOCLAIM-era stream commands:
 /// `XPENDING … IDLE`, exclusive `XRANGE` bounds).
 const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
+
+/// Most acknowledged entries a priority stream keeps waiting for trimming
+/// behind an old pending entry (a long job); past it, completion deletes
+/// entries one by one again (see `scripts::COMPLETE`). Bounds that memory at
+/// about 100 bytes per entry, per stream.
+const ACKED_ENTRIES_LIMIT: u64 = 10_000;
 
 /// Settings of the Redis backend. Defaults in brackets.
 #[derive(Clone, Debug)]
@@ -407,6 +421,8 @@ impl RedisBackend {
         Ok(None)
     }
 
+    /// Reads jobs: the hash, then, for a `queued` one, the lease on its
+    /// current entry (which makes it running).
     async fn read_jobs(&self, wanted: &[(u32, JobId)]) -> Result<Vec<Job>, BackendError> {
         let cmds = wanted
             .iter()
@@ -416,12 +432,36 @@ impl RedisBackend {
                 cmd
             })
             .collect();
-        let replies = self.run(cmds).await?;
-        let mut jobs = Vec::with_capacity(replies.len());
-        for ((_, id), reply) in wanted.iter().zip(replies) {
+        let mut hashes = Vec::with_capacity(wanted.len());
+        for ((_, id), reply) in wanted.iter().zip(self.run(cmds).await?) {
             let hash: HashMap<String, String> = redis::from_owned_redis_value(reply)
                 .map_err(|e| BackendError::Storage(format!("redis: job {id}: {e}")))?;
-            if let Some(job) = job_from_hash(*id, &hash)? {
+            hashes.push(hash);
+        }
+        let queued: Vec<(usize, Cmd)> = wanted
+            .iter()
+            .zip(&hashes)
+            .enumerate()
+            .filter(|(_, (_, h))| h.get("st").map(String::as_str) == Some("queued"))
+            .filter_map(|(i, ((p, _), h))| {
+                let (entry, rank) = (h.get("ent")?, h.get("pr")?);
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(leases_key(&self.prefixes[*p as usize]))
+                    .arg(format!("{rank}:{entry}"));
+                Some((i, cmd))
+            })
+            .collect();
+        let mut leases: Vec<Option<String>> = vec![None; wanted.len()];
+        if !queued.is_empty() {
+            let (slots, cmds): (Vec<usize>, Vec<Cmd>) = queued.into_iter().unzip();
+            for (i, reply) in slots.into_iter().zip(self.run(cmds).await?) {
+                leases[i] = redis::from_owned_redis_value(reply)
+                    .map_err(|e| BackendError::Storage(format!("redis: lease: {e}")))?;
+            }
+        }
+        let mut jobs = Vec::with_capacity(wanted.len());
+        for (((_, id), hash), lease) in wanted.iter().zip(&hashes).zip(&leases) {
+            if let Some(job) = job_from_hash(*id, hash, lease.as_deref())? {
                 jobs.push(job);
             }
         }
@@ -473,57 +513,85 @@ impl RedisBackend {
             })
             .collect();
         let replies = self.run(cmds).await?;
-        let mut leases = Vec::new();
+        // What the lease scripts granted: partition, then rank, entry, job
+        // id, order, deliveries, attempts.
+        let mut granted: Vec<(u32, Vec<String>)> = Vec::new();
         for (share, reply) in shares.iter().zip(replies) {
             let flat = strings(reply)?;
-            for f in flat.chunks_exact(9) {
-                let id: JobId = match f[2].parse() {
-                    Ok(id) => id,
-                    Err(_) => {
-                        tracing::error!(entry = %f[1], "stream entry with an invalid job id skipped");
-                        continue;
-                    }
-                };
-                let rank = f[0].parse::<usize>().unwrap_or(3).min(3);
-                let now = now_ms.to_string();
-                let m = Mutable {
-                    status: JobStatus::Running,
-                    attempts: &f[5],
-                    deliveries: &f[4],
-                    run_at: &f[6],
-                    started_at: Some(&now),
-                    finished_at: None,
-                    last_error: Some(&f[7]),
-                    result: None,
-                    progress: None,
-                };
-                let job = match decode_job(id, &f[8], &m) {
-                    Ok(job) => job,
-                    Err(error) => {
-                        tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
-                        continue;
-                    }
-                };
-                let token = Token {
-                    partition: share.partition,
-                    rank,
-                    entry: f[1].clone(),
-                    consumer: consumer.to_string(),
-                    attempts: Some(job.attempts),
-                };
-                let lease = Lease {
-                    receipt: Receipt {
-                        job_id: id,
-                        kind: job.kind.clone(),
-                        priority: Priority::from_rank(rank).unwrap_or(job.priority),
-                        token: token.encode(),
-                    },
-                    delivery_count: job.deliveries,
-                    expires_at: now_ms.saturating_add(lease_ms),
-                    job,
-                };
-                leases.push((rank, order_key(&f[3]), lease));
+            for f in flat.chunks_exact(6) {
+                granted.push((share.partition, f.to_vec()));
             }
+        }
+        if granted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The leased jobs' spec and run fields: read-only, and nothing else
+        // writes them while the lease is held, so plain commands outside the
+        // script suffice.
+        let reads = granted
+            .iter()
+            .map(|(p, f)| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(format!("{}job:{}", self.prefixes[*p as usize], f[2]))
+                    .arg("spec")
+                    .arg("run")
+                    .arg("err");
+                cmd
+            })
+            .collect();
+        let fields = self.run(reads).await?;
+        let now = now_ms.to_string();
+        let mut leases = Vec::with_capacity(granted.len());
+        for ((partition, f), stored) in granted.into_iter().zip(fields) {
+            let stored: Vec<Option<String>> = redis::from_owned_redis_value(stored)
+                .map_err(|e| BackendError::Storage(format!("redis: leased job fields: {e}")))?;
+            let id: JobId = match f[2].parse() {
+                Ok(id) => id,
+                Err(_) => {
+                    tracing::error!(entry = %f[1], "stream entry with an invalid job id skipped");
+                    continue;
+                }
+            };
+            let field = |i: usize| stored.get(i).and_then(|v| v.as_deref());
+            let rank = f[0].parse::<usize>().unwrap_or(3).min(3);
+            let m = Mutable {
+                status: JobStatus::Running,
+                attempts: &f[5],
+                deliveries: &f[4],
+                run_at: field(1).unwrap_or("0"),
+                started_at: Some(&now),
+                finished_at: None,
+                last_error: field(2),
+                result: None,
+                progress: None,
+            };
+            let job = match decode_job(id, field(0).unwrap_or(""), &m) {
+                Ok(job) => job,
+                Err(error) => {
+                    tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
+                    continue;
+                }
+            };
+            let token = Token {
+                partition,
+                rank,
+                entry: f[1].clone(),
+                consumer: consumer.to_string(),
+                attempts: Some(job.attempts),
+                lease: Some((job.deliveries, now_ms)),
+            };
+            let lease = Lease {
+                receipt: Receipt {
+                    job_id: id,
+                    kind: job.kind.clone(),
+                    priority: Priority::from_rank(rank).unwrap_or(job.priority),
+                    token: token.encode(),
+                },
+                delivery_count: job.deliveries,
+                expires_at: now_ms.saturating_add(lease_ms),
+                job,
+            };
+            leases.push((rank, order_key(&f[3]), lease));
         }
         Ok(leases)
     }
@@ -621,7 +689,6 @@ impl QueueBackend for RedisBackend {
                         0
                     })
                     .arg(job.run_at)
-                    .arg(&job.kind)
                     .arg(encode_spec(&stored)?)
                     .arg(job.idempotency_key.as_deref().unwrap_or(""))
                     .arg(seq + i as u64);
@@ -712,13 +779,20 @@ impl QueueBackend for RedisBackend {
             let mut cmd = self.script(&self.scripts.complete, p);
             cmd.arg(now_ms)
                 .arg(ttl)
-                .arg(self.config.finished_index_len.max(1));
+                .arg(self.config.finished_index_len.max(1))
+                .arg(ACKED_ENTRIES_LIMIT);
             for (i, token, receipt) in items {
+                let (deliveries, started) = match token.lease {
+                    Some((d, s)) => (d.to_string(), s.to_string()),
+                    None => (String::new(), String::new()),
+                };
                 cmd.arg(token.rank)
                     .arg(&token.entry)
                     .arg(receipt.job_id.to_string())
                     .arg(&results[*i])
-                    .arg(token.attempts.map(|a| a.to_string()).unwrap_or_default());
+                    .arg(token.attempts.map(|a| a.to_string()).unwrap_or_default())
+                    .arg(deliveries)
+                    .arg(started);
             }
             cmd
         })
@@ -804,7 +878,8 @@ impl QueueBackend for RedisBackend {
             return Ok(AckOutcome::LeaseLost);
         };
         let mut cmd = self.script(&self.scripts.progress, token.partition);
-        cmd.arg(&token.entry)
+        cmd.arg(token.rank)
+            .arg(&token.entry)
             .arg(receipt.job_id.to_string())
             .arg(value.min(100));
         let reply = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
@@ -835,10 +910,10 @@ impl QueueBackend for RedisBackend {
         max_deliveries: u32,
     ) -> Result<Vec<Reclaimed>, BackendError> {
         let scan = self.config.max_reclaim_scan.max(1);
-        let cmds = self
-            .consumed()
-            .into_iter()
-            .map(|p| {
+        let consumed = self.consumed();
+        let cmds = consumed
+            .iter()
+            .map(|&p| {
                 let mut cmd = self.script(&self.scripts.reclaim, p);
                 cmd.arg(now_ms)
                     .arg(self.reserve_seq(scan * 4))
@@ -847,18 +922,33 @@ impl QueueBackend for RedisBackend {
                 cmd
             })
             .collect();
-        let mut reclaimed = Vec::new();
-        for reply in self.run(cmds).await? {
-            for f in strings(reply)?.chunks_exact(3) {
-                let Ok(id) = f[0].parse::<JobId>() else {
-                    continue;
-                };
-                reclaimed.push(Reclaimed {
-                    id,
-                    kind: f[1].clone(),
-                    dead: f[2] == "1",
-                });
+        let mut moved: Vec<(u32, JobId, bool)> = Vec::new();
+        for (&p, reply) in consumed.iter().zip(self.run(cmds).await?) {
+            for f in strings(reply)?.chunks_exact(2) {
+                if let Ok(id) = f[0].parse::<JobId>() {
+                    moved.push((p, id, f[1] == "1"));
+                }
             }
+        }
+        // Kinds come from the specs (the job hash keeps no copy of it).
+        let specs = moved
+            .iter()
+            .map(|(p, id, _)| {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(format!("{}job:{id}", self.prefixes[*p as usize]))
+                    .arg("spec");
+                cmd
+            })
+            .collect();
+        let specs = self.run(specs).await?;
+        let mut reclaimed = Vec::with_capacity(moved.len());
+        for ((_, id, dead), spec) in moved.into_iter().zip(specs) {
+            let spec: Option<String> = redis::from_owned_redis_value(spec).unwrap_or(None);
+            reclaimed.push(Reclaimed {
+                id,
+                kind: spec.as_deref().map(kind_of).unwrap_or_default(),
+                dead,
+            });
         }
         if !reclaimed.is_empty() {
             tracing::info!(count = reclaimed.len(), "expired leases reclaimed");
@@ -984,9 +1074,8 @@ mod tests {
     use crate::job::JobSpec;
     use crate::testkit::RedisServer;
 
-    /// A batch naming one lease twice leaves the completion fast path (XACK
-    /// counts fewer entries than it was given) and still completes the job
-    /// exactly once, with the attempt count the receipt carried plus one.
+    /// A batch naming one lease twice completes the job exactly once, with
+    /// the attempt count the receipt carried plus one.
     #[tokio::test]
     async fn duplicate_receipts_in_one_batch_complete_once() {
         let server = RedisServer::start();

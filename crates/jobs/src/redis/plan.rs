@@ -86,11 +86,16 @@ pub(crate) fn choose(peeked: &[Peeked], max: usize) -> Choice {
     Choice::Lease(shares)
 }
 
-/// Keys to peek per partition in the first round: about twice a fair share,
-/// at least 8, at most `max`.
+/// Keys to peek per partition in the first round: a fair share plus a
+/// quarter plus 8, at most `max`. Jobs spread evenly over partitions, so a
+/// partition's share of a batch rarely exceeds that (for 512 over 16
+/// partitions, 48 is about three standard deviations above the mean of 32)
+/// and a second round is rare; every extra key peeked is an entry Redis
+/// reads and a Lua script parses, so a bigger margin costs more than the
+/// occasional second round.
 pub(crate) fn first_peek(max: usize, partitions: u32) -> usize {
     let fair = max.div_ceil(partitions.max(1) as usize);
-    (fair * 2).max(8).min(max)
+    (fair + fair / 4 + 8).min(max)
 }
 
 #[cfg(test)]
@@ -162,7 +167,8 @@ mod tests {
     fn first_peek_is_bounded() {
         assert_eq!(first_peek(1, 16), 1);
         assert_eq!(first_peek(7, 16), 7);
-        assert_eq!(first_peek(256, 16), 32);
+        assert_eq!(first_peek(256, 16), 28);
+        assert_eq!(first_peek(512, 16), 48);
         assert_eq!(first_peek(256, 0), 256);
     }
 }
