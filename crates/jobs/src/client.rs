@@ -149,10 +149,7 @@ impl Client {
         let now = now_ms();
         let mut jobs = Vec::with_capacity(specs.len());
         for (index, (id, spec)) in specs.into_iter().enumerate() {
-            let partition = self
-                .config
-                .partitioner
-                .partition_of(&id, spec.partition_key.as_deref());
+            let partition = self.config.partitioner.place(&id, &spec);
             let job = spec.into_job(id, partition, now, limits).map_err(|e| {
                 if batch {
                     ValidationError::InBatch {

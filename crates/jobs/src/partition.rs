@@ -1,5 +1,5 @@
 //! Partitioning: a job belongs to partition `hash(key) mod P`, where the key
-//! is the job's partition key or else its id. The hash is FNV-1a 64, fixed
+//! is the job's partition key, else its idempotency key, else its id. The hash is FNV-1a 64, fixed
 //! forever, so every process and version agrees, and the cluster layer can
 //! later hand partitions to owners. Pure.
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::job::JobId;
+use crate::job::{JobId, JobSpec};
 
 /// Partitions when not configured [16].
 pub const DEFAULT_PARTITIONS: u32 = 16;
@@ -37,6 +37,17 @@ impl Partitioner {
     /// The number of partitions P.
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// Where a submitted job lives: by its partition key when it has one,
+    /// else by its idempotency key (so two submissions with one key meet in
+    /// one partition, where the duplicate is caught), else by its id.
+    pub fn place(&self, id: &JobId, spec: &JobSpec) -> u32 {
+        let key = spec
+            .partition_key
+            .as_deref()
+            .or(spec.idempotency_key.as_deref());
+        self.partition_of(id, key)
     }
 
     /// The partition of a job: by `partition_key` when given, else by id.

@@ -56,7 +56,7 @@ use crate::backend::{
 use crate::backoff::FailDecision;
 use crate::error::BackendError;
 use crate::job::{Job, JobId, JobStatus, Priority};
-use crate::partition::{fnv1a64, OwnedPartitions, Partitioner, DEFAULT_PARTITIONS};
+use crate::partition::{OwnedPartitions, Partitioner, DEFAULT_PARTITIONS};
 
 /// Oldest Redis with everything used here (XAUTOCLAIM-era stream commands:
 /// `XPENDING … IDLE`, exclusive `XRANGE` bounds).
@@ -385,14 +385,12 @@ impl RedisBackend {
         self.seq.fetch_add(n as u64 + 1, Ordering::Relaxed)
     }
 
-    /// Where a job lives: a job with an idempotency key in the partition of
-    /// the key (so deduplication is one atomic script), else the one the
-    /// client chose from the id or partition key.
+    /// Where a job lives: the partition the client chose
+    /// ([`Partitioner::place`]: by partition key, else idempotency key, else
+    /// id), so duplicates of one idempotency key meet in one partition and
+    /// deduplication is one atomic script.
     fn home(&self, job: &Job) -> u32 {
-        match &job.idempotency_key {
-            Some(key) => (fnv1a64(key.as_bytes()) % u64::from(self.partitions())) as u32,
-            None => job.partition % self.partitions(),
-        }
+        job.partition % self.partitions()
     }
 
     /// Finds the partition holding job `id`: first where an id-placed job

@@ -14,9 +14,7 @@
 //!   workflow lives in one partition and one owner drives it;
 //! - `idempotency_key`: `workflow:<workflow id>:<key>` (or
 //!   `workflow:<workflow id>:<job id>` when that would exceed the job key
-//!   limit), with a `#<n>` suffix when needed so the key hashes to the
-//!   workflow's partition too (the Redis backend places idempotent jobs by
-//!   their key), overriding the user's, so enqueueing twice is a no-op;
+//!   limit), overriding the user's, so enqueueing twice is a no-op;
 //! - metadata [`META_WORKFLOW_ID`] and [`META_WORKFLOW_JOB`] name the
 //!   workflow and the job key.
 //!
@@ -59,7 +57,7 @@ use crate::clock::now_ms;
 use crate::error::{BackendError, JobError};
 use crate::job::{Job, JobId, JobSpec, JobStatus};
 use crate::observe::JobEvent;
-use crate::partition::{fnv1a64, OwnedPartitions, Partitioner};
+use crate::partition::OwnedPartitions;
 use crate::workflow::engine::{Workflow, WorkflowSummary};
 use crate::workflow::error::{ReplayError, WorkflowError};
 use crate::workflow::event::WorkflowEvent;
@@ -205,22 +203,10 @@ pub fn workflow_job_id(workflow: WorkflowId, key: &str) -> JobId {
 
 /// Rewrites every job of `spec` the way the runner enqueues it (see the
 /// module docs): partition key, idempotency key, metadata.
-fn stamp_jobs(
-    spec: &mut WorkflowSpec,
-    id: WorkflowId,
-    max_key_len: usize,
-    partitioner: Partitioner,
-) {
+fn stamp_jobs(spec: &mut WorkflowSpec, id: WorkflowId, max_key_len: usize) {
     let workflow = id.to_string();
-    let partition = partitioner.partition_of(&JobId(id.0), Some(&workflow));
     for job in &mut spec.jobs {
-        job.spec.idempotency_key = Some(idempotency_key(
-            id,
-            &job.key,
-            max_key_len,
-            partitioner.partitions(),
-            partition,
-        ));
+        job.spec.idempotency_key = Some(idempotency_key(id, &job.key, max_key_len));
         job.spec.partition_key = Some(workflow.clone());
         job.spec
             .metadata
@@ -231,70 +217,14 @@ fn stamp_jobs(
     }
 }
 
-/// Room kept in the idempotency key for the `#<n>` suffix.
-const SUFFIX_ROOM: usize = 8;
-
-/// `workflow:<id>:<key>` (or `workflow:<id>:<job id>` when the key is too
-/// long), plus `#<n>` with the smallest `n` that makes the key hash to the
-/// workflow's own partition: a backend that places idempotent jobs by their
-/// key (Redis does, so deduplication is one atomic script) then still keeps
-/// the whole workflow in one partition.
-fn idempotency_key(
-    id: WorkflowId,
-    key: &str,
-    max_key_len: usize,
-    partitions: u32,
-    partition: u32,
-) -> String {
-    let mut base = format!("workflow:{id}:{key}");
-    if base.len() + SUFFIX_ROOM > max_key_len {
-        base = format!("workflow:{id}:{}", workflow_job_id(id, key));
+/// `workflow:<id>:<key>`, or `workflow:<id>:<job id>` when that would be
+/// longer than the job key limit.
+fn idempotency_key(id: WorkflowId, key: &str, max_key_len: usize) -> String {
+    let key = format!("workflow:{id}:{key}");
+    if key.len() > max_key_len {
+        return format!("workflow:{id}:{}", workflow_job_id(id, &key));
     }
-    let partitions = u64::from(partitions.max(1));
-    let prefix = fnv1a64(base.as_bytes());
-    if partitions == 1 || prefix % partitions == u64::from(partition) {
-        return base;
-    }
-    // FNV-1a is a running hash: hash `#<n>` on from the base's state.
-    let mut digits = itoa_buffer::Buffer::default();
-    // Each try lands with probability 1/P; 64 P tries fail with odds of e^-64.
-    let found = (1..partitions.saturating_mul(64)).find(|&n| {
-        let hash = fnv_continue(fnv_continue(prefix, b"#"), digits.format(n));
-        hash % partitions == u64::from(partition)
-    });
-    match found {
-        Some(n) => format!("{base}#{n}"),
-        None => base,
-    }
-}
-
-/// Continues an FNV-1a 64 hash over more bytes.
-fn fnv_continue(state: u64, bytes: &[u8]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(state, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-    })
-}
-
-/// Decimal digits of a number without allocating.
-mod itoa_buffer {
-    #[derive(Default)]
-    pub struct Buffer([u8; 20]);
-
-    impl Buffer {
-        pub fn format(&mut self, mut n: u64) -> &[u8] {
-            let mut at = self.0.len();
-            loop {
-                at -= 1;
-                self.0[at] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            &self.0[at..]
-        }
-    }
+    key
 }
 
 /// Runs workflows on the engine. Cheap to clone; clones share everything.
@@ -810,12 +740,7 @@ impl WorkflowRunner {
     ) -> Result<(WorkflowId, Workflow, Vec<String>), RunnerError> {
         let id = *spec.id.get_or_insert_with(WorkflowId::new_random);
         let limits = &self.shared.config.limits;
-        stamp_jobs(
-            &mut spec,
-            id,
-            limits.job.max_key_len,
-            self.shared.client.partitioner(),
-        );
+        stamp_jobs(&mut spec, id, limits.job.max_key_len);
         let (workflow, ready) = Workflow::with_limits(spec, limits, now_ms())?;
         Ok((id, workflow, ready))
     }
@@ -1472,17 +1397,21 @@ mod tests {
             ],
             ..WorkflowSpec::default()
         };
-        let partitioner = Partitioner::new(16);
-        stamp_jobs(&mut spec, id, 256, partitioner);
-        let home = partitioner.partition_of(&JobId(id.0), Some(&id.to_string()));
+        stamp_jobs(&mut spec, id, 256);
         let first = &spec.jobs[0].spec;
-        let key = first.idempotency_key.as_deref().unwrap_or("");
-        assert!(key.starts_with(&format!("workflow:{id}:short")), "{key}");
-        assert_eq!(fnv1a64(key.as_bytes()) % 16, u64::from(home));
+        assert_eq!(
+            first.idempotency_key.as_deref(),
+            Some(format!("workflow:{id}:short").as_str())
+        );
         assert_eq!(first.partition_key, Some(id.to_string()));
         assert_eq!(first.metadata[META_WORKFLOW_JOB], "short");
         let long = spec.jobs[1].spec.idempotency_key.as_deref().unwrap_or("");
         assert!(long.len() <= 256, "{long}");
-        assert_eq!(fnv1a64(long.as_bytes()) % 16, u64::from(home));
+        // Both land in the workflow's partition: the partition key decides.
+        let partitioner = crate::Partitioner::new(16);
+        let home = partitioner.partition_of(&JobId(id.0), Some(&id.to_string()));
+        for job in &spec.jobs {
+            assert_eq!(partitioner.place(&JobId::new_random(), &job.spec), home);
+        }
     }
 }
