@@ -28,13 +28,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// The environment variable naming the run log.
 pub const RUN_LOG_ENV: &str = "IRONFORGE_RUN_LOG";
 
-/// The built-in handlers for a node whose alias is not known; the run log
-/// and `where` say `-` for the node. Prefer [`builtin_on`].
-#[allow(dead_code)] // kept for callers that do not know their alias yet
-pub fn builtin() -> Registry {
-    builtin_on("-")
-}
-
 /// The built-in handlers of the node `alias`, recording each start in the
 /// run log named by `IRONFORGE_RUN_LOG` when it is set.
 pub fn builtin_on(alias: &str) -> Registry {

@@ -59,6 +59,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ironforge_pmd::logging::init(cli.log_format);
+    if matches!(
+        cli.command,
+        Command::Job(_) | Command::Queue(_) | Command::Workflow(_) | Command::Cluster(_)
+    ) {
+        quit_quietly_on_closed_pipe();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -83,5 +89,18 @@ fn main() -> ExitCode {
             eprintln!("ironforge: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `ironforge workflow history <id> | head` should end like any Unix tool
+/// when `head` stops reading, not panic in `println!`: restore the default
+/// SIGPIPE action (Rust ignores it) for the one-shot API clients. Long-lived
+/// commands keep ignoring it, so a closed stdout cannot kill a node.
+fn quit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists;
+    // SIG_DFL is a valid action for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
