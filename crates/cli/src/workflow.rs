@@ -228,7 +228,7 @@ fn print_events(events: &[WorkflowEvent]) {
             "{:>6}  {:<24}  {:<9}  {:<24}  {}",
             event.seq,
             iso_ms(event.at),
-            event.kind,
+            event.kind.as_str(),
             event.key.as_deref().unwrap_or("(workflow)"),
             event.error.as_deref().unwrap_or("")
         );
