@@ -164,14 +164,14 @@ impl Client {
         }
         let heads: Vec<_> = jobs
             .iter()
-            .map(|j| (j.kind.clone(), j.priority, j.status))
+            .map(|j| (j.kind.clone(), j.priority, j.status, j.partition))
             .collect();
         let enqueued = self.backend.enqueue(jobs).await?;
         let observers = &self.config.observers;
-        for (e, (kind, priority, status)) in enqueued.iter().zip(heads) {
+        for (e, (kind, priority, status, partition)) in enqueued.iter().zip(heads) {
             if !e.duplicate {
                 observers.metrics.record_submitted(&kind, priority);
-                observers.emit(e.id, Some(&kind), status, now);
+                observers.emit_in(partition, e.id, &kind, status, now);
             }
         }
         Ok(enqueued)

@@ -39,6 +39,10 @@ pub struct JobEvent {
     /// The error that caused a `failed`/`dead` change, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The job's partition, when the emitter holds the job (submission and
+    /// start); later changes of the job carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
 }
 
 /// Fan-out of [`JobEvent`]s; cheap to clone.
@@ -246,6 +250,23 @@ pub struct Observers {
 impl Observers {
     /// Publishes a state change when someone listens.
     pub fn emit(&self, id: JobId, kind: Option<&str>, status: JobStatus, at: u64) {
+        self.publish(id, kind, status, at, None);
+    }
+
+    /// [`emit`](Self::emit) for an emitter that holds the job and so knows
+    /// its partition (listeners that shard by partition need not look it up).
+    pub fn emit_in(&self, partition: u32, id: JobId, kind: &str, status: JobStatus, at: u64) {
+        self.publish(id, Some(kind), status, at, Some(partition));
+    }
+
+    fn publish(
+        &self,
+        id: JobId,
+        kind: Option<&str>,
+        status: JobStatus,
+        at: u64,
+        partition: Option<u32>,
+    ) {
         if self.events.has_subscribers() {
             self.events.publish(JobEvent {
                 id,
@@ -253,6 +274,7 @@ impl Observers {
                 status,
                 at,
                 error: None,
+                partition,
             });
         }
     }
@@ -266,6 +288,7 @@ impl Observers {
                 status,
                 at,
                 error: Some(error.to_string()),
+                partition: None,
             });
         }
     }

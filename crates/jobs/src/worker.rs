@@ -429,7 +429,13 @@ async fn run_one(
     let waited = now.saturating_sub(due) as f64 / 1000.0;
     let observers = &shared.observers;
     observers.metrics.record_started(&receipt.kind, waited);
-    observers.emit(job.id, Some(&receipt.kind), JobStatus::Running, now);
+    observers.emit_in(
+        job.partition,
+        job.id,
+        &receipt.kind,
+        JobStatus::Running,
+        now,
+    );
     let (id, attempts, max_retries, timeout_ms) =
         (job.id, job.attempts, job.max_retries, job.timeout_ms);
     let outcome = match shared.registry.get(&receipt.kind) {

@@ -806,6 +806,7 @@ async fn slow_event_reader_skips_ahead_instead_of_buffering() {
             status: JobStatus::Queued,
             at,
             error: None,
+            partition: None,
         });
     }
     let seen = read_events(&mut stream, |seen| {

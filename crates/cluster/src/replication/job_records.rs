@@ -2,19 +2,21 @@
 //! engine's event bus and writes `jobs/<id>` in the job's partition, so
 //! every node answers `GET /jobs/{id}`.
 //!
-//! The partition and the other fields (attempts, kind, last error) come
-//! from the queue backend's copy of the job ([`Client::get`]): a job
-//! submitted with a partition key is not in `hash(id) mod P`, and the event
-//! alone does not carry attempts. That costs one backend read per changed
-//! job per batch (changes of one job within a batch are coalesced). The
-//! records are best effort: the durable source of job state is the queue
-//! backend; events the bus dropped because this task lagged are counted.
+//! Submission and start events carry the job's partition and kind; the
+//! recorder keeps both (and the failed attempts it saw) for the jobs it
+//! follows, in a bounded map ([`DEFAULT_KNOWN_JOBS`]), so the completion or
+//! failure of a job this member ran costs no backend read. Only a change
+//! of a job it knows nothing of (cancelled through this member, reclaimed
+//! here after another member ran it) is read back from the queue backend
+//! ([`Client::get`]). The records are best effort: the durable source of
+//! job state is the queue backend; events the bus dropped because this
+//! task lagged are counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ironforge_jobs::{Client, JobEvent, JobId};
+use ironforge_jobs::{Client, JobEvent, JobId, JobStatus};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinHandle;
 
@@ -23,6 +25,9 @@ use super::Replication;
 
 /// Events taken from the bus per batch at most (default 256).
 pub const DEFAULT_RECORDER_BATCH: usize = 256;
+/// Jobs whose partition and kind the recorder remembers (default 100,000);
+/// past it the oldest are forgotten (their next change is read back).
+pub const DEFAULT_KNOWN_JOBS: usize = 100_000;
 
 /// Counters of a [`JobRecorder`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +38,8 @@ pub struct JobRecorderStats {
     pub lagged: u64,
     /// Changes of jobs the backend no longer knew (nothing written).
     pub missing: u64,
+    /// Changes that needed a backend read (the job was not known here).
+    pub read_back: u64,
     /// Backend reads or replication writes that failed.
     pub failed: u64,
 }
@@ -42,6 +49,7 @@ struct Counters {
     recorded: AtomicU64,
     lagged: AtomicU64,
     missing: AtomicU64,
+    read_back: AtomicU64,
     failed: AtomicU64,
 }
 
@@ -78,6 +86,7 @@ impl JobRecorder {
             recorded: get(&c.recorded),
             lagged: get(&c.lagged),
             missing: get(&c.missing),
+            read_back: get(&c.read_back),
             failed: get(&c.failed),
         }
     }
@@ -101,6 +110,7 @@ async fn record_loop(
     counters: Arc<Counters>,
 ) {
     let node = replication.local();
+    let mut known = KnownJobs::new(DEFAULT_KNOWN_JOBS);
     loop {
         let first = match events.recv().await {
             Ok(event) => event,
@@ -134,26 +144,46 @@ async fn record_loop(
             let Some(event) = latest.remove(&id) else {
                 continue;
             };
-            match client.get(id).await {
-                Ok(Some(job)) => {
-                    let record = job_record(&JobRecordFields {
-                        // The backend's copy is at least as new as the event.
-                        status: job.status,
-                        attempts: job.attempts,
-                        node: &node,
-                        updated_at: event.at,
-                        kind: &job.kind,
-                        error: job.last_error.as_deref().or(event.error.as_deref()),
-                    });
-                    records.push((job.partition, id, record));
+            let failed = matches!(event.status, JobStatus::Failed | JobStatus::Dead);
+            if let (Some(partition), Some(kind)) = (event.partition, &event.kind) {
+                known.learn(id, partition, kind);
+            }
+            let facts = match known.get_mut(id) {
+                Some(facts) => {
+                    facts.attempts += u32::from(failed);
+                    facts.clone()
                 }
-                Ok(None) => {
-                    counters.missing.fetch_add(1, Ordering::Relaxed);
+                None => {
+                    counters.read_back.fetch_add(1, Ordering::Relaxed);
+                    match client.get(id).await {
+                        Ok(Some(job)) => Known {
+                            partition: job.partition,
+                            kind: job.kind,
+                            attempts: job.attempts,
+                        },
+                        Ok(None) => {
+                            counters.missing.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(error) => {
+                            counters.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%id, %error, "job recorder: backend read failed");
+                            continue;
+                        }
+                    }
                 }
-                Err(error) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%id, %error, "job recorder: backend read failed");
-                }
+            };
+            let record = job_record(&JobRecordFields {
+                status: event.status,
+                attempts: facts.attempts,
+                node: &node,
+                updated_at: event.at,
+                kind: &facts.kind,
+                error: event.error.as_deref(),
+            });
+            records.push((facts.partition, id, record));
+            if event.status.is_terminal() {
+                known.forget(id);
             }
         }
         let written = records.len() as u64;
@@ -166,5 +196,95 @@ async fn record_loop(
                 tracing::warn!(%error, "job recorder: records not written");
             }
         }
+    }
+}
+
+/// What the recorder remembers of a job it follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Known {
+    partition: u32,
+    kind: String,
+    /// Failed attempts seen here.
+    attempts: u32,
+}
+
+/// Jobs the recorder follows, at most `capacity`, oldest forgotten first.
+struct KnownJobs {
+    capacity: usize,
+    jobs: HashMap<JobId, Known>,
+    /// Insertion order; may name jobs already forgotten.
+    order: VecDeque<JobId>,
+}
+
+impl KnownJobs {
+    fn new(capacity: usize) -> Self {
+        KnownJobs {
+            capacity: capacity.max(1),
+            jobs: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn learn(&mut self, id: JobId, partition: u32, kind: &str) {
+        if self.jobs.contains_key(&id) {
+            return;
+        }
+        while self.jobs.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.jobs.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.jobs.insert(
+            id,
+            Known {
+                partition,
+                kind: kind.to_owned(),
+                attempts: 0,
+            },
+        );
+        self.order.push_back(id);
+        // Forgotten ids pile up in `order`; rebuild it before it doubles.
+        if self.order.len() > 2 * self.capacity {
+            let jobs = &self.jobs;
+            self.order.retain(|id| jobs.contains_key(id));
+        }
+    }
+
+    fn get_mut(&mut self, id: JobId) -> Option<&mut Known> {
+        self.jobs.get_mut(&id)
+    }
+
+    fn forget(&mut self, id: JobId) {
+        self.jobs.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_jobs_are_bounded_and_forget_the_oldest() {
+        let mut known = KnownJobs::new(2);
+        let ids: Vec<JobId> = (0..3).map(|_| JobId::new_random()).collect();
+        known.learn(ids[0], 1, "a");
+        known.learn(ids[1], 2, "b");
+        known.learn(ids[0], 9, "again");
+        assert_eq!(known.get_mut(ids[0]).map(|k| k.partition), Some(1));
+        known.learn(ids[2], 3, "c");
+        assert!(known.get_mut(ids[0]).is_none());
+        assert_eq!(
+            known.get_mut(ids[2]).map(|k| k.kind.clone()),
+            Some("c".into())
+        );
+        known.forget(ids[1]);
+        assert!(known.get_mut(ids[1]).is_none());
+        for _ in 0..10 {
+            known.learn(JobId::new_random(), 0, "x");
+        }
+        assert!(known.jobs.len() <= 2 && known.order.len() <= 4);
     }
 }

@@ -1157,7 +1157,8 @@ impl WorkflowRunner {
         self.carry_out(effects).await;
     }
 
-    /// One low-rate pass: flush, then read a bounded slice of unfinished jobs.
+    /// One low-rate pass: follow ownership (release, adopt), flush, then
+    /// read a bounded slice of unfinished jobs.
     async fn periodic(&self) {
         if let Some(owned) = &self.shared.owned {
             // A safety net for a missed `release`: drop what is no longer ours.
@@ -1175,6 +1176,13 @@ impl WorkflowRunner {
             };
             if !stale.is_empty() {
                 self.release(&stale).await;
+            }
+            // And for a missed adoption: the journal of a partition gained
+            // moments ago (a restarted member's replica) may not have held
+            // every workflow yet when `adopt` ran; what shows up later is
+            // taken over here. `adopt` skips what is already driven.
+            if let Err(error) = self.adopt(&owned.list()).await {
+                tracing::warn!(%error, "periodic adoption failed");
             }
         }
         self.flush().await;
