@@ -4,28 +4,19 @@
 //! survivors take its partitions over: its queued jobs run, and its
 //! in-flight job runs again (at-least-once) once its lease expires.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{NodeProcess, PmdGuard};
 use ironforge_jobs::testkit::RedisServer;
 use ironforge_jobs::{JobId, Partitioner};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ironforge");
 const P: u32 = 16;
 /// A hang fails the test instead of blocking it.
 const HARD_BOUND: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Blocking HTTP through a small runtime (the test itself is synchronous,
 /// like the processes it drives).
@@ -73,7 +64,7 @@ impl Http {
 /// A cluster node process, SIGKILLed when dropped.
 struct Member {
     alias: String,
-    child: Child,
+    process: NodeProcess,
     api: String,
 }
 
@@ -86,36 +77,26 @@ impl Member {
         cluster_args: &[&str],
         seeds_env: &str,
     ) -> Member {
-        let mut child = Command::new(BIN)
-            .args(["node", "start", "--alias", alias, "--http", "127.0.0.1:0"])
-            .args(["--redis", redis, "--namespace", "clustertest"])
-            .args(["--partitions", &P.to_string(), "--lease-ms", "1000"])
-            .args(cluster_args)
-            .env("IRONFORGE_PMD_PORT", pmd_port.to_string())
-            .env("IRONFORGE_COOKIE", "cluster-test")
-            .env("IRONFORGE_LOG", "warn")
-            .env("IRONFORGE_SEEDS", seeds_env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let _node_line = lines.next().unwrap().unwrap();
-        let api_line = lines.next().unwrap().unwrap();
-        let cluster_line = lines.next().unwrap().unwrap();
+        let partitions = P.to_string();
+        let mut args = vec!["--redis", redis, "--namespace", "clustertest"];
+        args.extend(["--partitions", &partitions, "--lease-ms", "1000"]);
+        args.extend(cluster_args);
+        let mut process = NodeProcess::start(
+            pmd_port,
+            alias,
+            "cluster-test",
+            &args,
+            &[("IRONFORGE_SEEDS", seeds_env)],
+        );
+        let cluster_line = process.stdout.next().unwrap().unwrap();
         assert!(
             cluster_line.starts_with(&format!("cluster member {alias}")),
             "{cluster_line:?}"
         );
-        let api = api_line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no API address in {api_line:?}"))
-            .to_owned();
         Member {
             alias: alias.to_owned(),
-            child,
-            api,
+            api: process.api.clone(),
+            process,
         }
     }
 
@@ -151,30 +132,9 @@ impl Member {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new(BIN)
-            .args(args)
-            .args(["--api", &self.api])
-            .output()
-            .expect("run ironforge");
+        let output = self.process.cli(args);
         assert!(output.status.success(), "{args:?}: {output:?}");
         String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct PmdGuard(u16);
-
-impl Drop for PmdGuard {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["pmd", "kill", "--port", &self.0.to_string()])
-            .output();
     }
 }
 
@@ -215,7 +175,7 @@ fn wait_status(http: &Http, member: &Member, id: &str, status: &str) -> Value {
 #[test]
 fn three_members_share_partitions_and_survivors_take_over_a_killed_one() {
     let redis = RedisServer::start();
-    let pmd = PmdGuard(free_port());
+    let pmd = PmdGuard::new();
     let http = Http::new();
     let a = Member::start(pmd.0, &redis.url(), "a", &["--cluster"], "");
     let b = Member::start(pmd.0, &redis.url(), "b", &[], "a");
@@ -271,9 +231,9 @@ fn three_members_share_partitions_and_survivors_take_over_a_killed_one() {
     );
     wait_status(&http, &a, &sleeper, "running");
     let mut c = c;
-    c.child.kill().unwrap();
+    c.process.child.kill().unwrap();
     let killed = Instant::now();
-    c.child.wait().unwrap();
+    c.process.child.wait().unwrap();
 
     // Jobs queued for c's partitions after its death.
     let queued: Vec<String> = orphaned
@@ -323,8 +283,8 @@ fn three_members_share_partitions_and_survivors_take_over_a_killed_one() {
 
 #[test]
 fn a_cluster_node_needs_redis() {
-    let pmd = PmdGuard(free_port());
-    let output = Command::new(BIN)
+    let pmd = PmdGuard::new();
+    let output = std::process::Command::new(common::BIN)
         .args(["node", "start", "--alias", "lonely", "--cluster"])
         .env("IRONFORGE_PMD_PORT", pmd.0.to_string())
         .env("IRONFORGE_COOKIE", "cluster-test")
@@ -376,7 +336,7 @@ fn step(key: &str, kind: &str, deps: &[&str]) -> Value {
 #[test]
 fn workflows_run_in_dependency_order_across_the_cluster() {
     let redis = RedisServer::start();
-    let pmd = PmdGuard(free_port());
+    let pmd = PmdGuard::new();
     let http = Http::new();
     let a = Member::start(pmd.0, &redis.url(), "a", &["--cluster"], "");
     let b = Member::start(pmd.0, &redis.url(), "b", &["--seed", "a"], "");

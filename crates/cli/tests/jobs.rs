@@ -3,67 +3,28 @@
 //! Redis Streams shared by two node processes, one of them SIGKILLed in the
 //! middle of a job.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{NodeProcess, PmdGuard};
 use ironforge_jobs::testkit::RedisServer;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ironforge");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A node process serving the job API, killed (SIGKILL) when dropped.
-struct JobNode {
-    child: Child,
-    api: String,
-}
+struct JobNode(NodeProcess);
 
 impl JobNode {
     fn start(pmd_port: u16, alias: &str, extra: &[&str]) -> JobNode {
-        let mut child = Command::new(BIN)
-            .args(["node", "start", "--alias", alias, "--http", "127.0.0.1:0"])
-            .args(extra)
-            .env("IRONFORGE_PMD_PORT", pmd_port.to_string())
-            .env("IRONFORGE_COOKIE", "jobs-test")
-            .env("IRONFORGE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let _node_line = lines.next().unwrap().unwrap();
-        let api_line = lines.next().unwrap().unwrap();
-        let api = api_line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no API address in {api_line:?}"))
-            .to_owned();
-        JobNode { child, api }
+        JobNode(NodeProcess::start(pmd_port, alias, "jobs-test", extra, &[]))
     }
 
-    fn job(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--api", &self.api])
-            .output()
-            .expect("run ironforge")
+    fn job(&self, args: &[&str]) -> std::process::Output {
+        self.0.cli(args)
     }
 
     fn job_json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let output = self.job(&args);
-        assert!(output.status.success(), "{args:?}: {output:?}");
-        serde_json::from_slice(&output.stdout).expect("JSON output")
+        self.0.cli_json(args)
     }
 
     fn wait_status(&self, id: &str, status: &str) -> Value {
@@ -79,26 +40,9 @@ impl JobNode {
     }
 }
 
-impl Drop for JobNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct PmdGuard(u16);
-
-impl Drop for PmdGuard {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["pmd", "kill", "--port", &self.0.to_string()])
-            .output();
-    }
-}
-
 #[test]
 fn node_start_serves_jobs_from_the_embedded_store() {
-    let pmd = PmdGuard(free_port());
+    let pmd = PmdGuard::new();
     let data = tempfile::tempdir().unwrap();
     let node = JobNode::start(
         pmd.0,
@@ -152,7 +96,7 @@ fn node_start_serves_jobs_from_the_embedded_store() {
 #[test]
 fn a_job_whose_node_is_killed_completes_on_another_node_through_redis() {
     let redis = RedisServer::start();
-    let pmd = PmdGuard(free_port());
+    let pmd = PmdGuard::new();
     let redis_args = [
         "--redis",
         &redis.url(),

@@ -2,82 +2,35 @@
 //! submit a workflow file, follow it with `get`, read its `history`, and
 //! rebuild past states with `replay --until` on the client side.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::{free_port, NodeProcess, PmdGuard};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ironforge");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A node process serving the API, killed when dropped, with its PMD.
+/// A node process serving the API, with its own PMD; both stopped when dropped.
 struct Node {
-    child: Child,
-    api: String,
-    pmd_port: u16,
+    process: NodeProcess,
+    _pmd: PmdGuard,
 }
 
 impl Node {
     fn start(data: &std::path::Path) -> Node {
-        let pmd_port = free_port();
-        let mut child = Command::new(BIN)
-            .args(["node", "start", "--alias", "flows", "--http", "127.0.0.1:0"])
-            .args(["--data-dir", data.to_str().unwrap()])
-            .env("IRONFORGE_PMD_PORT", pmd_port.to_string())
-            .env("IRONFORGE_COOKIE", "workflow-test")
-            .env("IRONFORGE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let _node_line = lines.next().unwrap().unwrap();
-        let api_line = lines.next().unwrap().unwrap();
-        let api = api_line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no API address in {api_line:?}"))
-            .to_owned();
-        Node {
-            child,
-            api,
-            pmd_port,
-        }
+        let pmd = PmdGuard(free_port());
+        let data = data.to_str().unwrap();
+        let process =
+            NodeProcess::start(pmd.0, "flows", "workflow-test", &["--data-dir", data], &[]);
+        Node { process, _pmd: pmd }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--api", &self.api])
-            .output()
-            .expect("run ironforge")
+        self.process.cli(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let output = self.run(&args);
-        assert!(output.status.success(), "{args:?}: {output:?}");
-        serde_json::from_slice(&output.stdout).expect("JSON output")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new(BIN)
-            .args(["pmd", "kill", "--port", &self.pmd_port.to_string()])
-            .output();
+        self.process.cli_json(args)
     }
 }
 
