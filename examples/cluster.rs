@@ -8,10 +8,10 @@
 //! `REDIS_URL`; runs its own port-mapper daemon on a free port, so it does
 //! not touch a PMD already running on this host.
 
-use std::process::{Child, Command, Stdio};
+use ironforge::jobs::testkit::RedisServer;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use ironforge::cluster::{ClusterConfig, ClusterNode};
 use ironforge::jobs::workflow::{workflow_job_id, WorkflowJobSpec, WorkflowSpec, WorkflowStatus};
 use ironforge::jobs::{JobId, JobSpec, JobStatus, RedisConfig, Registry, WorkerConfig};
@@ -23,47 +23,6 @@ const MEMBERS: [&str; 3] = ["a", "b", "c"];
 const JOBS: usize = 9;
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A `redis-server` child process, killed on drop.
-struct RedisChild {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `REDIS_URL`, or a fresh `redis-server` on a free port.
-fn redis() -> anyhow::Result<(String, Option<RedisChild>)> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok((url, None));
-    }
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--dir", &dir.path().display().to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start redis-server: install it (`sudo apt-get install redis-server`) or set REDIS_URL")?;
-    let server = RedisChild { child, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("redis-server did not start on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((format!("redis://127.0.0.1:{port}"), Some(server)))
-}
-
-/// Handlers of member `name`: each job returns the member it ran on.
 fn handlers(name: &str) -> Registry {
     let mut registry = Registry::new();
     for kind in ["where", "fetch", "resize", "thumbnail", "publish"] {
@@ -98,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let (redis_url, _redis) = redis()?;
+    let (redis_url, _redis) = RedisServer::url_or_start().map_err(anyhow::Error::msg)?;
     let daemon = Daemon::bind(DaemonConfig {
         bind: "127.0.0.1:0".parse()?,
         ..DaemonConfig::default()

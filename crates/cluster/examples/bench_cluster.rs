@@ -21,6 +21,7 @@
 //! cargo run --release -p ironforge-cluster --example bench_cluster
 //! ```
 
+use ironforge_jobs::testkit::RedisServer;
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -68,33 +69,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `REDIS_URL`, or a fresh `redis-server` on a free port.
-fn redis() -> Result<(String, Option<(Killed, tempfile::TempDir)>), BoxError> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok((url, None));
-    }
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "yes"])
-        .args(["--dir", &dir.path().display().to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server ({e}); install it or set REDIS_URL"))?;
-    let server = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("redis-server did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((format!("redis://127.0.0.1:{port}"), Some((server, dir))))
 }
 
 fn noop_handlers() -> Registry {
@@ -451,7 +425,7 @@ async fn takeover(
 async fn main() -> Result<(), BoxError> {
     let jobs = env_usize("CLUSTER_BENCH_N", 50_000);
     let kills = env_usize("CLUSTER_BENCH_KILLS", 5);
-    let (redis_url, _redis) = redis()?;
+    let (redis_url, _redis) = RedisServer::url_or_start()?;
     let daemon = Daemon::bind(DaemonConfig {
         bind: "127.0.0.1:0".parse()?,
         ..DaemonConfig::default()

@@ -19,7 +19,7 @@
 //! `JOBS_BENCH_ACK`. Run:
 //! `cargo run --release -p ironforge-jobs --example bench_redis`
 
-use std::process::{Child, Command, Stdio};
+use ironforge_jobs::testkit::RedisServer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,43 +33,6 @@ use parking_lot::Mutex;
 
 const BATCH: usize = 1_000;
 const SUBMITTERS: usize = 4;
-
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> (String, Option<Server>) {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return (url, None);
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "yes"])
-        .args(["--dir", &dir.path().display().to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server not found: install it with `sudo apt-get install redis-server`");
-    let url = format!("redis://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (url, Some(Server { child, _dir: dir }))
-}
 
 /// A setting from the environment (for trying other Worker batch sizes),
 /// else the default.
@@ -187,7 +150,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let (url, _server) = start_server();
+    let (url, _server) = RedisServer::url_or_start().unwrap_or_else(|reason| panic!("{reason}"));
     let wc = worker_config();
     println!(
         "redis bench: N = {n}, batches of {BATCH}, {SUBMITTERS} submitters, worker concurrency {} fetch {} ack {}, {url}",

@@ -15,20 +15,37 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port and waits until it answers PING.
+    /// Starts a server on a free port and waits until it answers PING;
+    /// panics with an install hint when it cannot (tests).
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        RedisServer::try_start().unwrap_or_else(|reason| panic!("{reason}"))
+    }
+
+    /// [`start`](Self::start), saying why it failed instead of panicking.
+    pub fn try_start() -> Result<RedisServer, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("no temp dir for redis-server: {e}"))?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .expect("free port")
+            .map_err(|e| format!("no free port for redis-server: {e}"))?
             .port();
         let mut server = RedisServer {
             child: None,
             port,
             dir,
         };
-        server.spawn();
-        server
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// For examples and benchmarks: the server named by `REDIS_URL` when
+    /// set (nothing is started), else a fresh one, kept alive by the
+    /// returned handle.
+    pub fn url_or_start() -> Result<(String, Option<RedisServer>), String> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Ok((url, None));
+        }
+        let server = RedisServer::try_start()?;
+        Ok((server.url(), Some(server)))
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -36,7 +53,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
@@ -46,23 +63,25 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}); these tests need Redis 6.2 or newer: \
+            .map_err(|e| {
+                format!(
+                    "cannot start redis-server ({e}); Redis 6.2 or newer is needed: \
                      install it with `sudo apt-get install redis-server` (Debian/Ubuntu) \
-                     or `brew install redis` (macOS)"
+                     or `brew install redis` (macOS), or set REDIS_URL where supported"
                 )
-            });
+            })?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers_ping() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} never answered PING",
-                self.port
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "redis-server on port {} never answered PING",
+                    self.port
+                ));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
     }
 
     fn answers_ping(&self) -> bool {
@@ -91,7 +110,9 @@ impl RedisServer {
     /// Starts the server again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if let Err(reason) = self.spawn() {
+            panic!("{reason}");
+        }
     }
 }
 
