@@ -116,7 +116,9 @@ async fn every_key_of_a_partition_shares_its_hash_tag() {
     for kind in [
         "stream:critical",
         "stream:low",
-        "job:",
+        "meta",
+        "entries",
+        "parked",
         "delayed",
         "dead",
         "counts",
@@ -130,6 +132,28 @@ async fn every_key_of_a_partition_shares_its_hash_tag() {
     assert_eq!(all.len(), keys.len());
 }
 
+/// The fields of every entry of a stream, in order.
+async fn stream_fields(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<(String, HashMap<String, String>)> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(stream).await.unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let fields = entry
+                .map
+                .into_iter()
+                .map(|(k, v)| (k, redis::from_redis_value(&v).unwrap()))
+                .collect();
+            (entry.id, fields)
+        })
+        .collect()
+}
+
+/// The job's record is written once, in its stream entry; its state
+/// changes (lease, progress, completion) touch only its meta field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payload_is_written_once_and_never_re_encoded() {
     let server = RedisServer::start();
@@ -139,17 +163,17 @@ async fn the_payload_is_written_once_and_never_re_encoded() {
     let id = client
         .submit(JobSpec::new(
             "k",
-            serde_json::json!({"big": "x".repeat(1000)}),
+            serde_json::json!({"big": "x".repeat(1000), "n": 12345678901234567890u64}),
         ))
         .await
         .unwrap();
     let job = client.get(id).await.unwrap().unwrap();
-    let key = format!(
-        "{}job:{id}",
-        backend.partition_prefix(job.partition).unwrap()
-    );
+    let prefix = backend.partition_prefix(job.partition).unwrap().to_string();
+    let stream = format!("{prefix}stream:medium");
     let mut conn = raw(&server).await;
-    let before: String = conn.hget(&key, "spec").await.unwrap();
+    let before = stream_fields(&mut conn, &stream).await;
+    assert_eq!(before.len(), 1);
+    assert!(before[0].1[&id.to_string()].contains("12345678901234567890"));
     let lease = backend
         .fetch("c", 1, Duration::from_secs(30), now_ms())
         .await
@@ -166,10 +190,15 @@ async fn the_payload_is_written_once_and_never_re_encoded() {
         )
         .await
         .unwrap();
-    let after: String = conn.hget(&key, "spec").await.unwrap();
-    assert_eq!(before, after);
-    let status: String = conn.hget(&key, "st").await.unwrap();
-    assert_eq!(status, "completed");
+    assert_eq!(stream_fields(&mut conn, &stream).await, before);
+    let meta: String = conn
+        .hget(format!("{prefix}meta"), id.to_string())
+        .await
+        .unwrap();
+    assert!(meta.starts_with("c|"), "{meta}");
+    let done = client.get(id).await.unwrap().unwrap();
+    assert_eq!(done.payload, job.payload);
+    assert_eq!(done.result, Some(serde_json::json!("done")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,13 +235,14 @@ async fn concurrent_promoters_never_queue_a_job_twice() {
     let stats = a.stats().await.unwrap();
     assert_eq!((stats.queued.total(), stats.scheduled), (1_000, 0));
     let mut conn = raw(&server).await;
-    let mut entries = 0u64;
+    let mut queued = Vec::new();
     for p in 0..a.partitions() {
         let stream = format!("{}stream:medium", a.partition_prefix(p).unwrap());
-        let len: u64 = conn.xlen(&stream).await.unwrap();
-        entries += len;
+        for (_, fields) in stream_fields(&mut conn, &stream).await {
+            queued.extend(fields.into_keys().filter(|k| k != "h"));
+        }
     }
-    assert_eq!(entries, 1_000, "one stream entry per job");
+    assert_eq!(queued.len(), 1_000, "each job in one stream entry");
     let mut leased = HashSet::new();
     loop {
         let batch = b
@@ -588,13 +618,13 @@ async fn a_worker_process_killed_with_sigkill_loses_nothing() {
     worker.shutdown(Duration::from_secs(1)).await;
 }
 
-/// Leasing writes no job hash: the partition's leases hash is what makes a
-/// job running (`get` reports it with its deliveries and start), and
-/// completion trims acknowledged entries from the stream instead of
-/// deleting them one by one; an older entry still pending holds the trim
-/// back until it completes.
+/// A submission batch becomes one stream entry per partition and
+/// priority; leasing it writes no job state; a fetch that asks for fewer
+/// jobs than the entry holds keeps the rest for the next fetch; the entry
+/// is acknowledged only when its last job finishes, and stays as the
+/// record of what ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_live_beside_the_job_and_completion_trims_the_stream() {
+async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
     let server = RedisServer::start();
     let ns = fresh_namespace();
     let backend = backend(&server, &ns).await;
@@ -604,39 +634,38 @@ async fn leases_live_beside_the_job_and_completion_trims_the_stream() {
         spec.partition_key = Some("one".to_string());
         spec
     };
-    let long = client.submit(spec(0)).await.unwrap();
+    let ids = client
+        .submit_batch((0..6).map(spec).collect())
+        .await
+        .unwrap();
+    let partition = client.get(ids[0]).await.unwrap().unwrap().partition;
+    let prefix = backend.partition_prefix(partition).unwrap().to_string();
+    let stream = format!("{prefix}stream:medium");
+    let mut conn = raw(&server).await;
+    let entries = stream_fields(&mut conn, &stream).await;
+    assert_eq!(entries.len(), 1, "one entry for the batch");
+    assert_eq!(entries[0].1.len(), 7, "a header and six records");
+    let meta_before: HashMap<String, String> =
+        conn.hgetall(format!("{prefix}meta")).await.unwrap();
+
     let first = backend
         .fetch("c", 1, Duration::from_secs(30), now_ms())
         .await
-        .unwrap()
-        .remove(0);
-    assert_eq!(first.job.id, long);
-    let partition = first.job.partition;
-    let prefix = backend.partition_prefix(partition).unwrap().to_string();
-    let mut conn = raw(&server).await;
-    let status: String = conn
-        .hget(format!("{prefix}job:{long}"), "st")
-        .await
         .unwrap();
-    assert_eq!(status, "queued", "leasing does not write the job hash");
-    let leases: u64 = conn.hlen(format!("{prefix}leases")).await.unwrap();
-    assert_eq!(leases, 1);
-    let seen = client.get(long).await.unwrap().unwrap();
-    assert_eq!(
-        (seen.status, seen.deliveries, seen.attempts),
-        (JobStatus::Running, 1, 0)
-    );
-    assert!(seen.started_at.is_some());
-
-    client
-        .submit_batch((1..=5).map(spec).collect())
-        .await
-        .unwrap();
-    let quick = backend
-        .fetch("c", 5, Duration::from_secs(30), now_ms())
-        .await
-        .unwrap();
-    assert_eq!(quick.len(), 5);
+    assert_eq!(first.len(), 1, "a fetch hands out what it asked for");
+    assert_eq!(first[0].job.id, ids[0]);
+    let meta_leased: HashMap<String, String> =
+        conn.hgetall(format!("{prefix}meta")).await.unwrap();
+    assert_eq!(meta_before, meta_leased, "leasing writes no job state");
+    for id in &ids {
+        let seen = client.get(*id).await.unwrap().unwrap();
+        assert_eq!(
+            (seen.status, seen.deliveries, seen.attempts),
+            (JobStatus::Running, 1, 0),
+            "the whole entry is leased"
+        );
+        assert!(seen.started_at.is_some());
+    }
     let done = |leases: &[ironforge_jobs::Lease]| {
         leases
             .iter()
@@ -646,34 +675,42 @@ async fn leases_live_beside_the_job_and_completion_trims_the_stream() {
             })
             .collect::<Vec<_>>()
     };
-    let outcomes = backend.complete(done(&quick), now_ms()).await.unwrap();
+    backend.complete(done(&first), now_ms()).await.unwrap();
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending(&stream, "workers").await.unwrap();
+    assert_eq!(pending.count(), 1, "five jobs of the entry still run");
+
+    let rest = backend
+        .fetch("c", 10, Duration::from_secs(30), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|l| l.job.id).collect::<Vec<_>>(),
+        ids[1..].to_vec(),
+        "the held jobs, in order"
+    );
+    let outcomes = backend.complete(done(&rest), now_ms()).await.unwrap();
     assert!(outcomes
         .iter()
         .all(|o| *o == ironforge_jobs::AckOutcome::Ok));
-    let stream = format!("{prefix}stream:medium");
-    let len: u64 = conn.xlen(&stream).await.unwrap();
-    assert_eq!(len, 6, "the pending first entry holds the trim back");
-    for lease in &quick {
-        let job = client.get(lease.job.id).await.unwrap().unwrap();
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending(&stream, "workers").await.unwrap();
+    assert_eq!(pending.count(), 0, "acknowledged with its last job");
+    let open: u64 = conn.hlen(format!("{prefix}entries")).await.unwrap();
+    assert_eq!(open, 0);
+    assert_eq!(stream_fields(&mut conn, &stream).await, entries);
+    for id in &ids {
+        let job = client.get(*id).await.unwrap().unwrap();
         assert_eq!(
             (job.status, job.attempts, job.deliveries),
             (JobStatus::Completed, 1, 1)
         );
         assert!(job.started_at.is_some() && job.finished_at.is_some());
     }
-    backend.complete(done(&[first]), now_ms()).await.unwrap();
-    let len: u64 = conn.xlen(&stream).await.unwrap();
-    assert_eq!(len, 0, "everything acknowledged is trimmed");
-    let leases: u64 = conn.hlen(format!("{prefix}leases")).await.unwrap();
-    assert_eq!(leases, 0);
     let stats = client.stats().await.unwrap();
     assert_eq!(
         (stats.completed, stats.running, stats.queued.total()),
         (6, 0, 0)
-    );
-    assert_eq!(
-        client.get(long).await.unwrap().unwrap().status,
-        JobStatus::Completed
     );
 }
 

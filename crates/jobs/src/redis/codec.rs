@@ -1,10 +1,11 @@
-//! How jobs, receipts and fetch order keys are written to and read from
+//! How jobs, their mutable state and receipts are written to and read from
 //! Redis. The immutable part of a job (kind, payload, limits, labels) is one
-//! JSON string written once at submission; the mutable part lives in other
-//! fields of the same hash, so a status change never re-encodes the payload.
-//! Pure: no I/O.
+//! JSON record written once, inside a stream entry (or the `parked` hash);
+//! the mutable part is one compact string in the partition's `meta` hash
+//! (format in [`super::scripts`]), so a status change never re-encodes the
+//! payload. Pure: no I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,13 +15,14 @@ use crate::job::{Job, JobId, JobStatus, Priority};
 
 /// The immutable part of a job, as written (borrowed, no copy of the payload).
 #[derive(Serialize)]
-struct SpecOut<'a> {
+struct RecordOut<'a> {
     kind: &'a str,
     payload: &'a serde_json::Value,
     priority: Priority,
     max_retries: u32,
     timeout_ms: u64,
     created_at: u64,
+    run_at: u64,
     partition: u32,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     metadata: &'a BTreeMap<String, String>,
@@ -30,7 +32,7 @@ struct SpecOut<'a> {
 
 /// The immutable part of a job, as read.
 #[derive(Deserialize)]
-struct SpecIn {
+struct RecordIn {
     kind: String,
     #[serde(default)]
     payload: serde_json::Value,
@@ -38,6 +40,8 @@ struct SpecIn {
     max_retries: u32,
     timeout_ms: u64,
     created_at: u64,
+    #[serde(default)]
+    run_at: u64,
     partition: u32,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
@@ -45,15 +49,16 @@ struct SpecIn {
     idempotency_key: Option<String>,
 }
 
-/// Encodes the immutable part of `job` (stored as the `spec` hash field).
-pub(crate) fn encode_spec(job: &Job) -> Result<String, BackendError> {
-    serde_json::to_string(&SpecOut {
+/// Encodes the immutable part of `job`: its record.
+pub(crate) fn encode_record(job: &Job) -> Result<String, BackendError> {
+    serde_json::to_string(&RecordOut {
         kind: &job.kind,
         payload: &job.payload,
         priority: job.priority,
         max_retries: job.max_retries,
         timeout_ms: job.timeout_ms,
         created_at: job.created_at,
+        run_at: job.run_at,
         partition: job.partition,
         metadata: &job.metadata,
         idempotency_key: &job.idempotency_key,
@@ -61,175 +66,217 @@ pub(crate) fn encode_spec(job: &Job) -> Result<String, BackendError> {
     .map_err(|e| BackendError::Storage(format!("cannot encode job {}: {e}", job.id)))
 }
 
-/// The kind recorded in a spec (empty if the spec is unreadable).
-pub(crate) fn kind_of(spec: &str) -> String {
+/// The kind recorded in a record (empty if the record is unreadable).
+pub(crate) fn kind_of(record: &str) -> String {
     #[derive(Deserialize)]
     struct KindOnly {
         kind: String,
     }
-    serde_json::from_str::<KindOnly>(spec)
+    serde_json::from_str::<KindOnly>(record)
         .map(|k| k.kind)
         .unwrap_or_default()
 }
 
-/// The mutable fields of a job, as strings from its hash.
-#[derive(Debug)]
-pub(crate) struct Mutable<'a> {
-    pub status: JobStatus,
-    pub attempts: &'a str,
-    pub deliveries: &'a str,
-    pub run_at: &'a str,
-    pub started_at: Option<&'a str>,
-    pub finished_at: Option<&'a str>,
-    pub last_error: Option<&'a str>,
-    pub result: Option<&'a str>,
-    pub progress: Option<&'a str>,
-}
-
-fn number<T: std::str::FromStr>(id: JobId, field: &str, text: &str) -> Result<T, BackendError> {
-    text.parse().map_err(|_| {
-        BackendError::Storage(format!("job {id}: field {field} is not a number: {text:?}"))
-    })
-}
-
-fn non_empty(value: Option<&str>) -> Option<&str> {
-    value.filter(|v| !v.is_empty())
-}
-
-/// Builds a job from its spec and mutable fields.
-pub(crate) fn decode_job(id: JobId, spec: &str, m: &Mutable<'_>) -> Result<Job, BackendError> {
-    let spec: SpecIn = serde_json::from_str(spec)
-        .map_err(|e| BackendError::Storage(format!("job {id}: unreadable spec: {e}")))?;
-    let result = match non_empty(m.result) {
-        Some(text) => Some(
-            serde_json::from_str(text)
-                .map_err(|e| BackendError::Storage(format!("job {id}: unreadable result: {e}")))?,
-        ),
-        None => None,
-    };
-    let optional = |field: &str, value: Option<&str>| -> Result<Option<u64>, BackendError> {
-        non_empty(value).map(|v| number(id, field, v)).transpose()
-    };
+/// A job built from its record, with the state of a fresh, never-run job
+/// (the caller overlays what the meta or the lease says).
+pub(crate) fn decode_record(id: JobId, record: &str) -> Result<Job, BackendError> {
+    let r: RecordIn = serde_json::from_str(record)
+        .map_err(|e| BackendError::Storage(format!("job {id}: unreadable record: {e}")))?;
     Ok(Job {
         id,
-        kind: spec.kind,
-        payload: spec.payload,
-        priority: spec.priority,
-        status: m.status,
-        max_retries: spec.max_retries,
-        attempts: number(id, "att", m.attempts)?,
-        deliveries: number(id, "del", m.deliveries)?,
-        created_at: spec.created_at,
-        run_at: number(id, "run", m.run_at)?,
-        timeout_ms: spec.timeout_ms,
-        metadata: spec.metadata,
-        idempotency_key: spec.idempotency_key,
-        partition: spec.partition,
-        started_at: optional("sta", m.started_at)?,
-        finished_at: optional("fin", m.finished_at)?,
-        last_error: non_empty(m.last_error).map(str::to_string),
-        result,
-        progress: optional("prog", m.progress)?.map(|p| p.min(100) as u8),
+        kind: r.kind,
+        payload: r.payload,
+        priority: r.priority,
+        status: JobStatus::Queued,
+        max_retries: r.max_retries,
+        attempts: 0,
+        deliveries: 0,
+        created_at: r.created_at,
+        run_at: r.run_at,
+        timeout_ms: r.timeout_ms,
+        metadata: r.metadata,
+        idempotency_key: r.idempotency_key,
+        partition: r.partition,
+        started_at: None,
+        finished_at: None,
+        last_error: None,
+        result: None,
+        progress: None,
     })
 }
 
-/// Builds a job from the whole hash (HGETALL) and its field in the
-/// partition's leases hash, if any (a `queued` job with a lease is
-/// running); `None` for an empty hash (unknown or expired job).
-pub(crate) fn job_from_hash(
-    id: JobId,
-    hash: &HashMap<String, String>,
-    lease: Option<&str>,
-) -> Result<Option<Job>, BackendError> {
-    let Some(spec) = hash.get("spec") else {
-        return Ok(None);
-    };
-    let field = |name: &str| hash.get(name).map(String::as_str);
-    let mut status = field("st")
-        .unwrap_or("queued")
-        .parse::<JobStatus>()
-        .map_err(|e| BackendError::Storage(format!("job {id}: {e}")))?;
-    let lease = lease
-        .and_then(LeaseFields::parse)
-        .filter(|l| status == JobStatus::Queued && l.job == id.to_string());
-    let mut m = Mutable {
-        status,
-        attempts: field("att").unwrap_or("0"),
-        deliveries: field("del").unwrap_or("0"),
-        run_at: field("run").unwrap_or("0"),
-        started_at: field("sta"),
-        finished_at: field("fin"),
-        last_error: field("err"),
-        result: field("res"),
-        progress: field("prog"),
-    };
-    if let Some(lease) = &lease {
-        status = JobStatus::Running;
-        m.status = status;
-        m.attempts = lease.attempts;
-        m.deliveries = lease.deliveries;
-        m.started_at = Some(lease.started_at);
-    }
-    decode_job(id, spec, &m).map(Some)
+/// The mutable state of a job: one value of the partition's `meta` hash,
+/// `st|r|ent|att|del|run|sta|fin|prog|dent|errlen|` + error + result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// `q` queued (running while its entry is pending), `s` scheduled, `f`
+    /// failed (retry pending), `c` completed, `d` dead, `x` cancelled.
+    pub status: char,
+    pub rank: usize,
+    /// Stream entry holding the record, `-` when parked.
+    pub entry: String,
+    pub attempts: u32,
+    pub deliveries: u32,
+    pub run_at: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub progress: Option<u8>,
+    pub dead_entry: String,
+    pub last_error: String,
+    /// Result JSON ('' for none).
+    pub result: String,
 }
 
-/// A value of the partition's leases hash (its field is `rank:entry id`):
-/// `job id|deliveries|attempts|started_at|lease_ms`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LeaseFields<'a> {
-    pub job: &'a str,
-    pub deliveries: &'a str,
-    pub attempts: &'a str,
-    pub started_at: &'a str,
-    pub lease_ms: &'a str,
+fn opt(value: Option<impl ToString>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
 }
 
-impl<'a> LeaseFields<'a> {
-    /// `None` if the text is not five `|`-separated parts.
-    pub fn parse(text: &'a str) -> Option<LeaseFields<'a>> {
-        let mut parts = text.split('|');
-        let lease = LeaseFields {
-            job: parts.next()?,
-            deliveries: parts.next()?,
-            attempts: parts.next()?,
-            started_at: parts.next()?,
-            lease_ms: parts.next()?,
+impl Meta {
+    /// Parses a meta value; `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Meta> {
+        let mut parts = text.splitn(12, '|');
+        let mut next = || parts.next();
+        let status = next()?.chars().next()?;
+        let rank = next()?.parse().ok()?;
+        let entry = next()?.to_string();
+        let number = |s: &str| -> Option<u64> {
+            if s.is_empty() {
+                Some(0)
+            } else {
+                s.parse().ok()
+            }
         };
-        parts.next().is_none().then_some(lease)
+        let optional = |s: &str| -> Option<Option<u64>> {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                s.parse().ok().map(Some)
+            }
+        };
+        let attempts = number(next()?)? as u32;
+        let deliveries = number(next()?)? as u32;
+        let run_at = optional(next()?)?;
+        let started_at = optional(next()?)?;
+        let finished_at = optional(next()?)?;
+        let progress = optional(next()?)?.map(|p| p.min(100) as u8);
+        let dead_entry = next()?.to_string();
+        let error_len: usize = next()?.parse().ok()?;
+        let rest = next()?;
+        if rank > 3 || rest.len() < error_len || !rest.is_char_boundary(error_len) {
+            return None;
+        }
+        Some(Meta {
+            status,
+            rank,
+            entry,
+            attempts,
+            deliveries,
+            run_at,
+            started_at,
+            finished_at,
+            progress,
+            dead_entry,
+            last_error: rest[..error_len].to_string(),
+            result: rest[error_len..].to_string(),
+        })
     }
+
+    /// The value as stored.
+    pub fn format(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}",
+            self.status,
+            self.rank,
+            self.entry,
+            self.attempts,
+            self.deliveries,
+            opt(self.run_at),
+            opt(self.started_at),
+            opt(self.finished_at),
+            opt(self.progress),
+            self.dead_entry,
+            self.last_error.len(),
+            self.last_error,
+            self.result
+        )
+    }
+
+    /// The job's status (`running` needs the entry's lease, see [`job_from`]).
+    fn job_status(&self) -> Option<JobStatus> {
+        Some(match self.status {
+            'q' => JobStatus::Queued,
+            's' => JobStatus::Scheduled,
+            'f' => JobStatus::Failed,
+            'c' => JobStatus::Completed,
+            'd' => JobStatus::Dead,
+            'x' => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// Builds a job from its record and meta; `running` with the lease start
+/// when its entry is pending.
+pub(crate) fn job_from(
+    id: JobId,
+    record: &str,
+    meta: &Meta,
+    lease: Option<u64>,
+) -> Result<Job, BackendError> {
+    let mut job = decode_record(id, record)?;
+    job.status = meta
+        .job_status()
+        .ok_or_else(|| BackendError::Storage(format!("job {id}: unknown status in {meta:?}")))?;
+    job.attempts = meta.attempts;
+    job.deliveries = meta.deliveries;
+    if let Some(run_at) = meta.run_at {
+        job.run_at = run_at;
+    }
+    job.started_at = meta.started_at;
+    job.finished_at = meta.finished_at;
+    job.progress = meta.progress;
+    job.last_error = Some(meta.last_error.clone()).filter(|e| !e.is_empty());
+    if !meta.result.is_empty() {
+        job.result = Some(serde_json::from_str(&meta.result).map_err(|e| {
+            BackendError::Storage(format!("job {id}: unreadable result: {e}"))
+        })?);
+    }
+    if let (JobStatus::Queued, Some(started)) = (job.status, lease) {
+        job.status = JobStatus::Running;
+        job.deliveries = job.deliveries.saturating_add(1);
+        job.started_at = Some(started);
+    }
+    Ok(job)
 }
 
 /// Where a lease lives: partition, priority stream, entry id and consumer,
 /// plus what the lease started with: the job's attempts, its deliveries
-/// (this one included) and the lease start. Attempts only change when a
-/// lease ends, and the job hash is not written at lease time, so completion
-/// writes these from the receipt without parsing the lease record.
+/// (this one included) and the lease start. The meta is not written at
+/// lease time, so completion writes these from the receipt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Token {
     pub partition: u32,
     pub rank: usize,
     pub entry: String,
     pub consumer: String,
-    /// `None` for tokens issued before this field existed.
-    pub attempts: Option<u32>,
-    /// Deliveries and lease start; `None` for tokens issued before them.
-    pub lease: Option<(u32, u64)>,
+    pub attempts: u32,
+    pub deliveries: u32,
+    pub started: u64,
 }
 
 impl Token {
     /// `partition:rank:entry/attempts/deliveries/started:consumer` (the
     /// consumer last: it may hold `:`; stream entry ids never hold `/`).
     pub fn encode(&self) -> String {
-        let mut entry = self.entry.clone();
-        if let Some(attempts) = self.attempts {
-            entry.push_str(&format!("/{attempts}"));
-            if let Some((deliveries, started)) = self.lease {
-                entry.push_str(&format!("/{deliveries}/{started}"));
-            }
-        }
         format!(
-            "{}:{}:{}:{}",
-            self.partition, self.rank, entry, self.consumer
+            "{}:{}:{}/{}/{}/{}:{}",
+            self.partition,
+            self.rank,
+            self.entry,
+            self.attempts,
+            self.deliveries,
+            self.started,
+            self.consumer
         )
     }
 
@@ -238,24 +285,13 @@ impl Token {
         let mut parts = receipt.token.splitn(4, ':');
         let partition = parts.next()?.parse().ok()?;
         let rank: usize = parts.next()?.parse().ok()?;
-        let mut field = parts.next()?.split('/');
-        let entry = field.next()?.to_string();
-        let attempts = match field.next() {
-            Some(text) => Some(text.parse().ok()?),
-            None => None,
-        };
-        let lease = match (field.next(), field.next()) {
-            (Some(deliveries), Some(started)) => {
-                Some((deliveries.parse().ok()?, started.parse().ok()?))
-            }
-            (None, None) => None,
-            _ => return None,
-        };
-        if field.next().is_some() {
-            return None;
-        }
+        let mut lease = parts.next()?.split('/');
+        let entry = lease.next()?.to_string();
+        let attempts = lease.next()?.parse().ok()?;
+        let deliveries = lease.next()?.parse().ok()?;
+        let started = lease.next()?.parse().ok()?;
         let consumer = parts.next()?.to_string();
-        if rank > 3 || entry.is_empty() {
+        if rank > 3 || entry.is_empty() || lease.next().is_some() {
             return None;
         }
         Some(Token {
@@ -264,20 +300,9 @@ impl Token {
             entry,
             consumer,
             attempts,
-            lease,
+            deliveries,
+            started,
         })
-    }
-}
-
-/// The FIFO position of a stream entry: enqueue time and a per-process
-/// sequence (`ms-seq`), comparable across partitions. Unparsable keys sort last.
-pub(crate) fn order_key(text: &str) -> (u64, u64) {
-    let mut parts = text.splitn(2, '-');
-    let ms = parts.next().and_then(|p| p.parse().ok());
-    let seq = parts.next().and_then(|p| p.parse().ok());
-    match (ms, seq) {
-        (Some(ms), Some(seq)) => (ms, seq),
-        _ => (u64::MAX, u64::MAX),
     }
 }
 
@@ -287,50 +312,50 @@ mod tests {
     use crate::job::JobSpec;
 
     #[test]
-    fn spec_and_mutable_fields_round_trip() {
+    fn records_and_meta_round_trip_into_jobs() {
         let job = JobSpec::new("mail", serde_json::json!({"to": "x"}))
             .priority(Priority::High)
             .idempotency_key("k")
             .into_job(JobId::new_random(), 3, 1_000, &Default::default())
             .unwrap();
-        let spec = encode_spec(&job).unwrap();
-        assert_eq!(kind_of(&spec), "mail");
+        let record = encode_record(&job).unwrap();
+        assert_eq!(kind_of(&record), "mail");
         assert_eq!(kind_of("not json"), "");
-        let mut hash = HashMap::new();
-        hash.insert("spec".to_string(), spec);
-        hash.insert("st".to_string(), "queued".to_string());
-        hash.insert("att".to_string(), "0".to_string());
-        hash.insert("del".to_string(), "0".to_string());
-        hash.insert("run".to_string(), "1000".to_string());
+        assert_eq!(decode_record(job.id, &record).unwrap(), job);
+        // What ENQUEUE writes for a ready job.
+        let fresh = Meta::parse("q|1|1700-0|0|0||||||0|").unwrap();
+        assert_eq!(job_from(job.id, &record, &fresh, None).unwrap(), job);
+        let running = job_from(job.id, &record, &fresh, Some(1_500)).unwrap();
         assert_eq!(
-            job_from_hash(job.id, &hash, None).unwrap(),
-            Some(job.clone())
+            (running.status, running.deliveries, running.started_at),
+            (JobStatus::Running, 1, Some(1_500))
         );
-        // A queued job with a lease is running, with the lease's counters.
-        let running = job_from_hash(job.id, &hash, Some(&format!("{}|2|1|1500|30000", job.id)))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (
-                running.status,
-                running.deliveries,
-                running.attempts,
-                running.started_at
-            ),
-            (JobStatus::Running, 2, 1, Some(1500))
-        );
-        hash.insert("st".to_string(), "completed".to_string());
-        hash.insert("res".to_string(), "[1,2]".to_string());
-        hash.insert("fin".to_string(), "2000".to_string());
-        let done = job_from_hash(job.id, &hash, Some(&format!("{}|2|1|1500|30000", job.id)))
-            .unwrap()
-            .unwrap();
-        assert_eq!(done.status, JobStatus::Completed);
-        assert_eq!(done.result, Some(serde_json::json!([1, 2])));
-        assert_eq!(done.finished_at, Some(2000));
-        assert_eq!(job_from_hash(job.id, &HashMap::new(), None).unwrap(), None);
-        hash.insert("att".to_string(), "many".to_string());
-        assert!(job_from_hash(job.id, &hash, None).is_err());
+        let done = Meta {
+            status: 'c',
+            rank: 1,
+            entry: "1700-0".into(),
+            attempts: 2,
+            deliveries: 3,
+            run_at: Some(1_200),
+            started_at: Some(1_300),
+            finished_at: Some(2_000),
+            progress: None,
+            dead_entry: String::new(),
+            last_error: "a|b 1|2".into(),
+            result: "[1,2]".into(),
+        };
+        assert_eq!(Meta::parse(&done.format()), Some(done.clone()));
+        let finished = job_from(job.id, &record, &done, Some(5)).unwrap();
+        assert_eq!(finished.status, JobStatus::Completed);
+        assert_eq!(finished.result, Some(serde_json::json!([1, 2])));
+        assert_eq!(finished.last_error.as_deref(), Some("a|b 1|2"));
+        assert_eq!((finished.run_at, finished.finished_at), (1_200, Some(2_000)));
+        // What ENQUEUE writes for a delayed job.
+        let scheduled = Meta::parse("s|0|-|0|0|5000|||||0|").unwrap();
+        assert_eq!((scheduled.status, scheduled.run_at), ('s', Some(5_000)));
+        for bad in ["", "q", "q|9|e|0|0||||||0|", "q|1|e|x|0||||||0|", "q|1|e|0|0||||||5|ab"] {
+            assert_eq!(Meta::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -340,8 +365,9 @@ mod tests {
             rank: 2,
             entry: "1700000000000-3".into(),
             consumer: "host:worker-1".into(),
-            attempts: Some(4),
-            lease: Some((2, 1_700_000_000_123)),
+            attempts: 4,
+            deliveries: 2,
+            started: 1_700_000_000_123,
         };
         let receipt = Receipt {
             job_id: JobId::new_random(),
@@ -353,40 +379,15 @@ mod tests {
             receipt.token,
             "7:2:1700000000000-3/4/2/1700000000123:host:worker-1"
         );
-        assert_eq!(Token::decode(&receipt), Some(token.clone()));
-        // Tokens of older versions (without the lease start, without the
-        // attempt count) still decode.
-        let older = Token {
-            lease: None,
-            ..token.clone()
-        };
-        let older_receipt = Receipt {
-            token: older.encode(),
-            ..receipt.clone()
-        };
-        assert_eq!(older_receipt.token, "7:2:1700000000000-3/4:host:worker-1");
-        assert_eq!(Token::decode(&older_receipt), Some(older));
-        let old = Token {
-            attempts: None,
-            lease: None,
-            ..token
-        };
-        let receipt = Receipt {
-            token: old.encode(),
-            ..receipt
-        };
-        assert_eq!(receipt.token, "7:2:1700000000000-3:host:worker-1");
-        assert_eq!(Token::decode(&receipt), Some(old));
+        assert_eq!(Token::decode(&receipt), Some(token));
         for bad in [
             "",
             "42",
-            "1:9:1-1:c",
-            "x:1:1-1:c",
-            "1:1::c",
-            "1:1:1-1/x:c",
-            "1:1:/2:c",
+            "1:9:1-1/0/1/2:c",
+            "x:1:1-1/0/1/2:c",
+            "1:1:/0/1/2:c",
+            "1:1:1-1/x/1/2:c",
             "1:1:1-1/2/3:c",
-            "1:1:1-1/2/3/x:c",
             "1:1:1-1/2/3/4/5:c",
         ] {
             let receipt = Receipt {
@@ -395,28 +396,5 @@ mod tests {
             };
             assert_eq!(Token::decode(&receipt), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn lease_fields_parse() {
-        assert_eq!(
-            LeaseFields::parse("job-1|3|0|99|500"),
-            Some(LeaseFields {
-                job: "job-1",
-                deliveries: "3",
-                attempts: "0",
-                started_at: "99",
-                lease_ms: "500",
-            })
-        );
-        assert_eq!(LeaseFields::parse("1-2|3|0|99"), None);
-        assert_eq!(LeaseFields::parse("1-2|3|0|99|5|6"), None);
-    }
-
-    #[test]
-    fn order_keys_compare_by_time_then_sequence() {
-        assert!(order_key("5-9") < order_key("6-0"));
-        assert!(order_key("6-1") < order_key("6-2"));
-        assert_eq!(order_key("junk"), (u64::MAX, u64::MAX));
     }
 }

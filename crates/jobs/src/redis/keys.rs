@@ -5,12 +5,13 @@
 //!
 //! | key                                | type   | holds                                   |
 //! |------------------------------------|--------|-----------------------------------------|
-//! | `…:{pN}:stream:<priority>`         | stream | ready jobs; consumer group `workers`    |
-//! | `…:{pN}:job:<id>`                  | hash   | `spec` (immutable JSON) + mutable fields|
+//! | `…:{pN}:stream:<priority>`         | stream | batches of ready jobs (id → immutable record); group `workers` |
+//! | `…:{pN}:meta`                      | hash   | job id → mutable state (status, attempts, times, error, result) |
+//! | `…:{pN}:entries`                   | hash   | `rank:entry` → jobs still queued in it, lease |
+//! | `…:{pN}:parked`                    | hash   | records of jobs submitted delayed       |
 //! | `…:{pN}:delayed`                   | zset   | delayed jobs and retries by `run_at`    |
 //! | `…:{pN}:dead`                      | stream | dead letters                            |
 //! | `…:{pN}:counts`                    | hash   | jobs per status                         |
-//! | `…:{pN}:leases`                    | hash   | `rank:entry` → lease of each running job |
 //! | `…:{pN}:idem:<key>`                | string | id of the job submitted with the key    |
 //! | `…:{pN}:finished:<status>`         | list   | newest completed / cancelled ids        |
 
@@ -26,9 +27,9 @@ pub(crate) fn counts_key(prefix: &str) -> String {
     format!("{prefix}counts")
 }
 
-/// The leases hash of a partition: one field per running job.
-pub(crate) fn leases_key(prefix: &str) -> String {
-    format!("{prefix}leases")
+/// The meta hash of a partition: one field per job.
+pub(crate) fn meta_key(prefix: &str) -> String {
+    format!("{prefix}meta")
 }
 
 /// A namespace must be non-empty and must not contain braces (they would

@@ -2,30 +2,32 @@
 //! worker processes on many hosts share one queue, and a Redis Cluster can
 //! hold the partitions.
 //!
-//! Layout ([`keys`]): per partition and priority one stream with one
-//! consumer group; a hash per job whose `spec` field (immutable JSON) is
-//! written once while status, attempts, timestamps, error, progress and
-//! result are separate fields; a sorted set of delayed jobs and retries; a
-//! dead-letter stream; a counts hash; a leases hash. Every state change of a
-//! partition is one Lua script ([`scripts`]), and every call batches its
-//! partitions into one pipeline, so a batch costs one round trip whatever
-//! its size (a fetch costs three: peek, lease, read the leased jobs).
+//! Layout ([`keys`], [`scripts`]): per partition and priority one stream
+//! with one consumer group, whose entries each carry a *batch* of jobs (the
+//! jobs of one submission for that partition and priority, each as its
+//! immutable JSON record); beside them a `meta` hash with one compact
+//! mutable-state value per job (status, attempts, timestamps, error,
+//! progress, result); a sorted set of delayed jobs and retries; a dead-letter
+//! stream; a counts hash. Every state change of a partition is one Lua
+//! script, and every call batches its partitions into one pipeline.
 //!
-//! - **Fetch** peeks at the next entries of every partition (one pipeline),
-//!   picks the `max` first by priority then FIFO order ([`plan`]), then leases
-//!   exactly those shares with XREADGROUP (one pipeline): strict priority and
-//!   FIFO across partitions without over-delivering.
-//! - **Leases** are the stream's own pending entries: idle time, measured by
-//!   Redis, is the lease clock; renew resets it (`XCLAIM … JUSTID`), and the
-//!   reclaim script returns entries idle past their own lease length
-//!   (`XPENDING … IDLE`), so worker clock skew cannot expire a lease early.
-//!   Leasing writes no job hash: one HSET per partition and fetch records
-//!   the batch's leases in the partition's `leases` hash (what makes a job
-//!   `running` for `get`, `list` and `cancel`), and the leased
-//!   jobs' specs are read with plain pipelined HMGETs, outside Lua.
-//! - **Completion** writes each job hash once (status, result, counters)
-//!   and trims the acknowledged entries off the stream in a few commands per
-//!   batch rather than deleting them one by one.
+//! Why batch entries: Redis work *per job* is what bounds a job queue's
+//! throughput (each command costs about a microsecond of the single Redis
+//! thread). Here a submission batch costs one XADD and one HSET per
+//! partition and priority, a lease one XREADGROUP per entry, an
+//! acknowledgement one XACK per entry; what stays per job is a field of the
+//! `meta` hash written at submission and at completion.
+//!
+//! - **Fetch** reads the queued counts of every owned partition, then, one
+//!   priority at a time from critical down, leases whole entries from the
+//!   partitions that hold that priority ([`plan`]). Jobs of a leased entry
+//!   beyond what the caller asked for wait in this process (`held`) and
+//!   are handed out first by the next fetch of their priority: strict
+//!   priority across partitions, FIFO within a partition.
+//! - **Leases** are the stream's pending entries: Redis measures the idle
+//!   time, renew resets it (`XCLAIM … JUSTID`), reclaim returns entries
+//!   idle past their lease, so worker clock skew cannot expire a lease
+//!   early. An entry is acknowledged when its last job finishes.
 //! - **Delays and retries** sit in a sorted set moved to the streams by one
 //!   script per partition (range, add, remove), so concurrent promoters
 //!   cannot queue a job twice.
@@ -37,17 +39,17 @@ mod keys;
 mod plan;
 mod scripts;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, RedisError, Value};
 
-use self::codec::{decode_job, encode_spec, job_from_hash, kind_of, order_key, Mutable, Token};
-use self::keys::{check_namespace, counts_key, leases_key, partition_prefix};
-use self::plan::{choose, first_peek, Choice, Peeked, Share};
+use self::codec::{decode_record, encode_record, job_from, kind_of, Meta, Token};
+use self::keys::{check_namespace, counts_key, meta_key, partition_prefix};
 use self::scripts::{LuaScript, Scripts};
 use crate::backend::{
     AckOutcome, Completion, Enqueued, Lease, PriorityCounts, QueueBackend, QueueStats, Receipt,
@@ -58,15 +60,9 @@ use crate::error::BackendError;
 use crate::job::{Job, JobId, JobStatus, Priority};
 use crate::partition::{OwnedPartitions, Partitioner, DEFAULT_PARTITIONS};
 
-/// Oldest Redis with everything used here (XAUTOCLAIM-era stream commands:
-/// `XPENDING … IDLE`, exclusive `XRANGE` bounds).
+/// Oldest Redis with everything used here (`XPENDING … IDLE`-era stream
+/// commands, exclusive `XRANGE` bounds).
 const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
-
-/// Most acknowledged entries a priority stream keeps waiting for trimming
-/// behind an old pending entry (a long job); past it, completion deletes
-/// entries one by one again (see `scripts::COMPLETE`). Bounds that memory at
-/// about 100 bytes per entry, per stream.
-const ACKED_ENTRIES_LIMIT: u64 = 10_000;
 
 /// Settings of the Redis backend. Defaults in brackets.
 #[derive(Clone, Debug)]
@@ -82,8 +78,10 @@ pub struct RedisConfig {
     pub max_live_jobs: u64,
     /// How long an idempotency key is remembered; `None` forever [7 days].
     pub idempotency_ttl: Option<Duration>,
-    /// How long completed jobs are kept; `None` forever [None].
-    pub completed_ttl: Option<Duration>,
+    /// Most jobs one stream entry carries [256]. Bigger entries cost Redis
+    /// less per job; a fetch may lease up to one entry more per partition
+    /// than it hands out (held in this process for the next fetch).
+    pub entry_jobs: usize,
     /// Newest completed and cancelled ids kept per partition for `list` [10,000].
     pub finished_index_len: usize,
     /// Most candidates examined per partition by `list` [100,000].
@@ -115,7 +113,7 @@ impl Default for RedisConfig {
             partitions: DEFAULT_PARTITIONS,
             max_live_jobs: 10_000_000,
             idempotency_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
-            completed_ttl: None,
+            entry_jobs: 256,
             finished_index_len: 10_000,
             max_list_scan: 100_000,
             max_promote_per_pass: 10_000,
@@ -145,6 +143,18 @@ impl RedisConfig {
     }
 }
 
+/// A leased job not yet handed to a caller (its entry held more than the
+/// fetch asked for).
+#[derive(Debug)]
+struct HeldJob {
+    lease: Lease,
+    partition: u32,
+    entry: String,
+    consumer: String,
+    lease_ms: u64,
+    renewed_at: u64,
+}
+
 /// The Redis Streams backend. Cheap to share as `Arc<dyn QueueBackend>`;
 /// all calls multiplex over one auto-reconnecting connection.
 ///
@@ -168,8 +178,8 @@ pub struct RedisBackend {
     partitioner: Partitioner,
     prefixes: Vec<String>,
     counts_keys: Vec<String>,
-    /// Tie-break of order keys within one millisecond (see [`codec::order_key`]).
-    seq: AtomicU64,
+    /// Leased jobs waiting for a fetch, per priority rank, in stream order.
+    held: Mutex<[VecDeque<HeldJob>; 4]>,
     closed: AtomicBool,
 }
 
@@ -210,14 +220,9 @@ fn backend_error(error: RedisError) -> BackendError {
 /// Receipts of one partition with their positions in the caller's batch.
 type Group<'a> = Vec<(usize, Token, &'a Receipt)>;
 
-fn strings(value: Value) -> Result<Vec<String>, BackendError> {
+fn reply<T: redis::FromRedisValue>(value: Value, what: &str) -> Result<T, BackendError> {
     redis::from_owned_redis_value(value)
-        .map_err(|e| BackendError::Storage(format!("redis: unexpected script reply: {e}")))
-}
-
-fn single(value: Value) -> Result<String, BackendError> {
-    redis::from_owned_redis_value(value)
-        .map_err(|e| BackendError::Storage(format!("redis: unexpected script reply: {e}")))
+        .map_err(|e| BackendError::Storage(format!("redis: unexpected {what} reply: {e}")))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -239,6 +244,10 @@ fn status_error(id: JobId, reply: &str, action: &'static str) -> BackendError {
         Err(_) => BackendError::Storage(format!("redis: unexpected {action} reply {reply:?}")),
     }
 }
+
+/// One entry as the lease script returns it: id, fields (`h`, header, then
+/// job id / record pairs), and the jobs' meta values for a non-fresh entry.
+type LeasedEntry = (String, Vec<String>, Vec<String>);
 
 impl RedisBackend {
     /// Connects, checks the server version, loads the scripts and creates
@@ -271,7 +280,7 @@ impl RedisBackend {
             partitioner,
             prefixes,
             counts_keys,
-            seq: AtomicU64::new(0),
+            held: Mutex::new(Default::default()),
             closed: AtomicBool::new(false),
         };
         backend.check_version().await?;
@@ -381,10 +390,6 @@ impl RedisBackend {
         }
     }
 
-    fn reserve_seq(&self, n: usize) -> u64 {
-        self.seq.fetch_add(n as u64 + 1, Ordering::Relaxed)
-    }
-
     /// Where a job lives: the partition the client chose
     /// ([`Partitioner::place`]: by partition key, else idempotency key, else
     /// id), so duplicates of one idempotency key meet in one partition and
@@ -399,11 +404,12 @@ impl RedisBackend {
         let hint = self.partitioner.partition_of(&id, None);
         let mut order: Vec<u32> = vec![hint];
         order.extend((0..self.partitions()).filter(|p| *p != hint));
+        let field = id.to_string();
         let probe = |ps: &[u32]| {
             ps.iter()
                 .map(|p| {
-                    let mut cmd = redis::cmd("EXISTS");
-                    cmd.arg(format!("{}job:{id}", self.prefixes[*p as usize]));
+                    let mut cmd = redis::cmd("HEXISTS");
+                    cmd.arg(meta_key(&self.prefixes[*p as usize])).arg(&field);
                     cmd
                 })
                 .collect::<Vec<_>>()
@@ -419,179 +425,188 @@ impl RedisBackend {
         Ok(None)
     }
 
-    /// Reads jobs: the hash, then, for a `queued` one, the lease on its
-    /// current entry (which makes it running).
+    /// Reads jobs (meta, record, and whether their entry is leased), one
+    /// script per partition; unknown ids are left out.
     async fn read_jobs(&self, wanted: &[(u32, JobId)]) -> Result<Vec<Job>, BackendError> {
-        let cmds = wanted
+        let mut groups: HashMap<u32, Vec<JobId>> = HashMap::new();
+        for (p, id) in wanted {
+            groups.entry(*p).or_default().push(*id);
+        }
+        let groups: Vec<(u32, Vec<JobId>)> = groups.into_iter().collect();
+        let cmds = groups
             .iter()
-            .map(|(p, id)| {
-                let mut cmd = redis::cmd("HGETALL");
-                cmd.arg(format!("{}job:{id}", self.prefixes[*p as usize]));
+            .map(|(p, ids)| {
+                let mut cmd = self.script(&self.scripts.read, *p);
+                for id in ids {
+                    cmd.arg(id.to_string());
+                }
                 cmd
             })
             .collect();
-        let mut hashes = Vec::with_capacity(wanted.len());
-        for ((_, id), reply) in wanted.iter().zip(self.run(cmds).await?) {
-            let hash: HashMap<String, String> = redis::from_owned_redis_value(reply)
-                .map_err(|e| BackendError::Storage(format!("redis: job {id}: {e}")))?;
-            hashes.push(hash);
-        }
-        let queued: Vec<(usize, Cmd)> = wanted
-            .iter()
-            .zip(&hashes)
-            .enumerate()
-            .filter(|(_, (_, h))| h.get("st").map(String::as_str) == Some("queued"))
-            .filter_map(|(i, ((p, _), h))| {
-                let (entry, rank) = (h.get("ent")?, h.get("pr")?);
-                let mut cmd = redis::cmd("HGET");
-                cmd.arg(leases_key(&self.prefixes[*p as usize]))
-                    .arg(format!("{rank}:{entry}"));
-                Some((i, cmd))
-            })
-            .collect();
-        let mut leases: Vec<Option<String>> = vec![None; wanted.len()];
-        if !queued.is_empty() {
-            let (slots, cmds): (Vec<usize>, Vec<Cmd>) = queued.into_iter().unzip();
-            for (i, reply) in slots.into_iter().zip(self.run(cmds).await?) {
-                leases[i] = redis::from_owned_redis_value(reply)
-                    .map_err(|e| BackendError::Storage(format!("redis: lease: {e}")))?;
-            }
-        }
         let mut jobs = Vec::with_capacity(wanted.len());
-        for (((_, id), hash), lease) in wanted.iter().zip(&hashes).zip(&leases) {
-            if let Some(job) = job_from_hash(*id, hash, lease.as_deref())? {
-                jobs.push(job);
+        for ((_, ids), value) in groups.iter().zip(self.run(cmds).await?) {
+            let rows: Vec<(String, String, String, String)> = reply(value, "read")?;
+            for (id, (meta, record, running, started)) in ids.iter().zip(rows) {
+                if meta.is_empty() {
+                    continue;
+                }
+                let meta = Meta::parse(&meta).ok_or_else(|| {
+                    BackendError::Storage(format!("job {id}: unreadable state {meta:?}"))
+                })?;
+                let lease = (running == "1").then(|| started.parse().unwrap_or(0));
+                jobs.push(job_from(*id, &record, &meta, lease)?);
             }
         }
         Ok(jobs)
     }
 
-    async fn peek(&self, partitions: &[u32], asked: usize) -> Result<Vec<Peeked>, BackendError> {
-        let cmds = partitions
-            .iter()
-            .map(|p| {
-                let mut cmd = self.script(&self.scripts.peek, *p);
-                cmd.arg(asked);
-                cmd
-            })
-            .collect();
-        let replies = self.run(cmds).await?;
-        let mut peeked = Vec::with_capacity(partitions.len());
-        for (p, reply) in partitions.iter().zip(replies) {
-            let flat = strings(reply)?;
-            let keys = flat
-                .chunks_exact(2)
-                .map(|pair| (pair[0].parse::<usize>().unwrap_or(3), order_key(&pair[1])))
-                .collect();
-            peeked.push(Peeked {
-                partition: *p,
-                asked,
-                keys,
-            });
-        }
-        Ok(peeked)
-    }
-
-    async fn claim(
+    /// Leases from the partitions in `shares` at priority `rank`; returns
+    /// the leased jobs in stream order, partition by partition.
+    async fn lease(
         &self,
-        shares: &[Share],
+        rank: usize,
+        shares: &[(u32, usize)],
         consumer: &str,
         lease_ms: u64,
         now_ms: u64,
-    ) -> Result<Vec<(usize, (u64, u64), Lease)>, BackendError> {
+    ) -> Result<Vec<HeldJob>, BackendError> {
         let cmds = shares
             .iter()
-            .map(|share| {
-                let mut cmd = self.script(&self.scripts.claim, share.partition);
-                cmd.arg(consumer).arg(now_ms).arg(lease_ms);
-                for n in share.per_rank {
-                    cmd.arg(n);
-                }
+            .map(|(p, want)| {
+                let mut cmd = self.script(&self.scripts.lease, *p);
+                cmd.arg(consumer)
+                    .arg(rank)
+                    .arg(*want)
+                    .arg(lease_ms)
+                    .arg(now_ms);
                 cmd
             })
             .collect();
-        let replies = self.run(cmds).await?;
-        // What the lease scripts granted: partition, then rank, entry, job
-        // id, order, deliveries, attempts.
-        let mut granted: Vec<(u32, Vec<String>)> = Vec::new();
-        for (share, reply) in shares.iter().zip(replies) {
-            let flat = strings(reply)?;
-            for f in flat.chunks_exact(6) {
-                granted.push((share.partition, f.to_vec()));
+        let mut held = Vec::new();
+        for ((partition, _), value) in shares.iter().zip(self.run(cmds).await?) {
+            let entries: Vec<LeasedEntry> = reply(value, "lease")?;
+            for (entry, fields, metas) in entries {
+                self.unpack_entry(
+                    *partition, rank, entry, &fields, &metas, consumer, lease_ms, now_ms,
+                    &mut held,
+                );
             }
         }
-        if granted.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The leased jobs' spec and run fields: read-only, and nothing else
-        // writes them while the lease is held, so plain commands outside the
-        // script suffice.
-        let reads = granted
-            .iter()
-            .map(|(p, f)| {
-                let mut cmd = redis::cmd("HMGET");
-                cmd.arg(format!("{}job:{}", self.prefixes[*p as usize], f[2]))
-                    .arg("spec")
-                    .arg("run")
-                    .arg("err");
-                cmd
-            })
-            .collect();
-        let fields = self.run(reads).await?;
-        let now = now_ms.to_string();
-        let mut leases = Vec::with_capacity(granted.len());
-        for ((partition, f), stored) in granted.into_iter().zip(fields) {
-            let stored: Vec<Option<String>> = redis::from_owned_redis_value(stored)
-                .map_err(|e| BackendError::Storage(format!("redis: leased job fields: {e}")))?;
-            let id: JobId = match f[2].parse() {
+        Ok(held)
+    }
+
+    /// Turns one leased entry into leases (jobs whose record cannot be read
+    /// are logged and left to the reclaimer).
+    #[allow(clippy::too_many_arguments)]
+    fn unpack_entry(
+        &self,
+        partition: u32,
+        rank: usize,
+        entry: String,
+        fields: &[String],
+        metas: &[String],
+        consumer: &str,
+        lease_ms: u64,
+        now_ms: u64,
+        out: &mut Vec<HeldJob>,
+    ) {
+        let header = fields.get(1).map(String::as_str).unwrap_or("0|0");
+        let (deliveries, attempts) = header
+            .split_once('|')
+            .and_then(|(d, a)| Some((d.parse::<u32>().ok()?, a.parse::<u32>().ok()?)))
+            .unwrap_or((0, 0));
+        let deliveries = deliveries.saturating_add(1);
+        for (i, pair) in fields.get(2..).unwrap_or_default().chunks_exact(2).enumerate() {
+            let id: JobId = match pair[0].parse() {
                 Ok(id) => id,
                 Err(_) => {
-                    tracing::error!(entry = %f[1], "stream entry with an invalid job id skipped");
+                    tracing::error!(%entry, "stream entry with an invalid job id skipped");
                     continue;
                 }
             };
-            let field = |i: usize| stored.get(i).and_then(|v| v.as_deref());
-            let rank = f[0].parse::<usize>().unwrap_or(3).min(3);
-            let m = Mutable {
-                status: JobStatus::Running,
-                attempts: &f[5],
-                deliveries: &f[4],
-                run_at: field(1).unwrap_or("0"),
-                started_at: Some(&now),
-                finished_at: None,
-                last_error: field(2),
-                result: None,
-                progress: None,
-            };
-            let job = match decode_job(id, field(0).unwrap_or(""), &m) {
+            let mut job = match decode_record(id, &pair[1]) {
                 Ok(job) => job,
                 Err(error) => {
                     tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
                     continue;
                 }
             };
+            if let Some(meta) = metas.get(i).and_then(|m| Meta::parse(m)) {
+                job.run_at = meta.run_at.unwrap_or(job.run_at);
+                job.last_error = Some(meta.last_error).filter(|e| !e.is_empty());
+            }
+            job.status = JobStatus::Running;
+            job.attempts = attempts;
+            job.deliveries = deliveries;
+            job.started_at = Some(now_ms);
             let token = Token {
                 partition,
                 rank,
-                entry: f[1].clone(),
+                entry: entry.clone(),
                 consumer: consumer.to_string(),
-                attempts: Some(job.attempts),
-                lease: Some((job.deliveries, now_ms)),
+                attempts,
+                deliveries,
+                started: now_ms,
             };
-            let lease = Lease {
-                receipt: Receipt {
-                    job_id: id,
-                    kind: job.kind.clone(),
-                    priority: Priority::from_rank(rank).unwrap_or(job.priority),
-                    token: token.encode(),
+            out.push(HeldJob {
+                lease: Lease {
+                    receipt: Receipt {
+                        job_id: id,
+                        kind: job.kind.clone(),
+                        priority: Priority::from_rank(rank).unwrap_or(job.priority),
+                        token: token.encode(),
+                    },
+                    delivery_count: deliveries,
+                    expires_at: now_ms.saturating_add(lease_ms),
+                    job,
                 },
-                delivery_count: job.deliveries,
-                expires_at: now_ms.saturating_add(lease_ms),
-                job,
-            };
-            leases.push((rank, order_key(&f[3]), lease));
+                partition,
+                entry: entry.clone(),
+                consumer: consumer.to_string(),
+                lease_ms,
+                renewed_at: now_ms,
+            });
         }
-        Ok(leases)
+    }
+
+    /// RENEW commands for held entries not renewed for a third of their
+    /// lease (so jobs waiting in this process keep their lease), marking
+    /// them renewed.
+    fn renew_held(&self, now_ms: u64) -> Vec<Cmd> {
+        let mut due: HashMap<(u32, u64, String), Vec<(usize, String)>> = HashMap::new();
+        let mut held = self.held.lock();
+        for (rank, queue) in held.iter_mut().enumerate() {
+            for job in queue.iter_mut() {
+                if now_ms.saturating_sub(job.renewed_at) >= job.lease_ms / 3 {
+                    job.renewed_at = now_ms;
+                    job.lease.expires_at = now_ms.saturating_add(job.lease_ms);
+                    due.entry((job.partition, job.lease_ms, job.consumer.clone()))
+                        .or_default()
+                        .push((rank, job.entry.clone()));
+                }
+            }
+        }
+        drop(held);
+        due.into_iter()
+            .map(|((p, lease_ms, consumer), mut entries)| {
+                entries.sort();
+                entries.dedup();
+                let mut cmd = self.script(&self.scripts.renew, p);
+                cmd.arg(lease_ms).arg(consumer);
+                for (rank, entry) in entries {
+                    cmd.arg(rank).arg(entry);
+                }
+                cmd
+            })
+            .collect()
+    }
+
+    /// Takes up to `max` held jobs of priority `rank`.
+    fn take_held(&self, rank: usize, max: usize, out: &mut Vec<Lease>) {
+        let mut held = self.held.lock();
+        let queue = &mut held[rank];
+        let n = max.min(queue.len());
+        out.extend(queue.drain(..n).map(|h| h.lease));
     }
 
     /// Groups receipts by partition, keeping their positions.
@@ -624,8 +639,9 @@ impl RedisBackend {
         let groups: Vec<(u32, Group<'a>)> = groups.into_iter().collect();
         let cmds = groups.iter().map(|(p, items)| build(*p, items)).collect();
         let replies = self.run(cmds).await?;
-        for ((_, items), reply) in groups.iter().zip(replies) {
-            for ((i, _, _), flag) in items.iter().zip(strings(reply)?) {
+        for ((_, items), value) in groups.iter().zip(replies) {
+            let flags: Vec<String> = reply(value, "acknowledgement")?;
+            for ((i, _, _), flag) in items.iter().zip(flags) {
                 outcomes[*i] = outcome(&flag);
             }
         }
@@ -645,6 +661,40 @@ impl RedisBackend {
             text
         }
     }
+
+    /// Hands every held job back to its queue.
+    async fn release_held(&self, now_ms: u64) -> Result<(), BackendError> {
+        let receipts: Vec<Receipt> = {
+            let mut held = self.held.lock();
+            held.iter_mut()
+                .flat_map(|q| q.drain(..))
+                .map(|h| h.lease.receipt)
+                .collect()
+        };
+        if !receipts.is_empty() {
+            self.release_receipts(receipts, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    async fn release_receipts(
+        &self,
+        receipts: Vec<Receipt>,
+        _now_ms: u64,
+    ) -> Result<Vec<AckOutcome>, BackendError> {
+        let groups = self.by_partition(receipts.iter());
+        self.per_item(receipts.len(), groups, |p, items| {
+            let mut cmd = self.script(&self.scripts.release, p);
+            for (_, token, receipt) in items {
+                cmd.arg(token.rank)
+                    .arg(&token.entry)
+                    .arg(receipt.job_id.to_string())
+                    .arg(token.deliveries);
+            }
+            cmd
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -662,34 +712,31 @@ impl QueueBackend for RedisBackend {
             .max_live_jobs
             .div_ceil(u64::from(self.partitions()));
         let idem_ttl = self.config.idempotency_ttl.map(millis).unwrap_or(0);
-        let now_ms = jobs.iter().map(|j| j.created_at).max().unwrap_or(0);
         let mut groups: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, job) in jobs.iter().enumerate() {
             groups.entry(self.home(job)).or_default().push(i);
         }
         let groups: Vec<(u32, Vec<usize>)> = groups.into_iter().collect();
-        // One sequence range for the whole batch: FIFO follows batch order
-        // across partitions.
-        let seq = self.reserve_seq(jobs.len());
         let mut cmds = Vec::with_capacity(groups.len());
         for (p, members) in &groups {
             let mut cmd = self.script(&self.scripts.enqueue, *p);
-            cmd.arg(now_ms).arg(per_partition_limit).arg(idem_ttl);
+            cmd.arg(per_partition_limit)
+                .arg(idem_ttl)
+                .arg(self.config.entry_jobs.clamp(1, 1_000));
             for &i in members {
                 let job = &jobs[i];
                 let mut stored = job.clone();
                 stored.partition = *p;
+                let run_at = if job.status == JobStatus::Scheduled {
+                    job.run_at.to_string()
+                } else {
+                    String::new()
+                };
                 cmd.arg(job.id.to_string())
                     .arg(job.priority.rank())
-                    .arg(if job.status == JobStatus::Scheduled {
-                        1
-                    } else {
-                        0
-                    })
-                    .arg(job.run_at)
-                    .arg(encode_spec(&stored)?)
-                    .arg(job.idempotency_key.as_deref().unwrap_or(""))
-                    .arg(seq + i as u64);
+                    .arg(run_at)
+                    .arg(encode_record(&stored)?)
+                    .arg(job.idempotency_key.as_deref().unwrap_or(""));
             }
             cmds.push(cmd);
         }
@@ -706,8 +753,9 @@ impl QueueBackend for RedisBackend {
                 duplicate: false,
             })
             .collect();
-        for ((_, members), reply) in groups.iter().zip(replies) {
-            for (&i, existing) in members.iter().zip(strings(reply)?) {
+        for ((_, members), value) in groups.iter().zip(replies) {
+            let existing: Vec<String> = reply(value, "enqueue")?;
+            for (&i, existing) in members.iter().zip(existing) {
                 if !existing.is_empty() {
                     out[i] = Enqueued {
                         id: existing.parse().map_err(|_| {
@@ -734,32 +782,53 @@ impl QueueBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let consumed = self.consumed();
-        if consumed.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut peeked = self
-            .peek(&consumed, first_peek(max, consumed.len() as u32))
-            .await?;
-        let shares = loop {
-            match choose(&peeked, max) {
-                Choice::Lease(shares) => break shares,
-                Choice::PeekAgain(again) => {
-                    for fresh in self.peek(&again, max).await? {
-                        if let Some(slot) =
-                            peeked.iter_mut().find(|p| p.partition == fresh.partition)
-                        {
-                            *slot = fresh;
-                        }
-                    }
-                }
+        let mut cmds: Vec<Cmd> = consumed
+            .iter()
+            .map(|p| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&self.counts_keys[*p as usize])
+                    .arg("q0")
+                    .arg("q1")
+                    .arg("q2")
+                    .arg("q3");
+                cmd
+            })
+            .collect();
+        cmds.extend(self.renew_held(now_ms));
+        let replies = self.run(cmds).await?;
+        let mut queued: Vec<(u32, [u64; 4])> = Vec::with_capacity(consumed.len());
+        for (p, value) in consumed.iter().zip(replies) {
+            let counts: Vec<Option<i64>> = reply(value, "counts")?;
+            let mut per_rank = [0u64; 4];
+            for (slot, n) in per_rank.iter_mut().zip(counts) {
+                *slot = n.unwrap_or(0).max(0) as u64;
             }
-        };
-        if shares.is_empty() {
-            return Ok(Vec::new());
+            queued.push((*p, per_rank));
         }
-        let mut leases = self.claim(&shares, consumer, millis(lease), now_ms).await?;
-        leases.sort_by_key(|(rank, order, _)| (*rank, *order));
-        Ok(leases.into_iter().map(|(_, _, lease)| lease).collect())
+        let lease_ms = millis(lease);
+        let mut out = Vec::with_capacity(max);
+        for rank in 0..4 {
+            self.take_held(rank, max - out.len(), &mut out);
+            if out.len() == max {
+                break;
+            }
+            let at_rank: Vec<(u32, u64)> = queued
+                .iter()
+                .map(|(p, counts)| (*p, counts[rank]))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let plan = plan::shares(max - out.len(), &at_rank);
+            if plan.is_empty() {
+                continue;
+            }
+            let leased = self.lease(rank, &plan, consumer, lease_ms, now_ms).await?;
+            self.held.lock()[rank].extend(leased);
+            self.take_held(rank, max - out.len(), &mut out);
+            if out.len() == max {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn complete(
@@ -770,27 +839,31 @@ impl QueueBackend for RedisBackend {
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        let ttl = self.config.completed_ttl.map(millis).unwrap_or(0);
         let results: Vec<String> = done.iter().map(|c| self.encode_result(&c.result)).collect();
         let groups = self.by_partition(done.iter().map(|c| &c.receipt));
         self.per_item(done.len(), groups, |p, items| {
             let mut cmd = self.script(&self.scripts.complete, p);
-            cmd.arg(now_ms)
-                .arg(ttl)
-                .arg(self.config.finished_index_len.max(1))
-                .arg(ACKED_ENTRIES_LIMIT);
+            cmd.arg(self.config.finished_index_len.max(1));
             for (i, token, receipt) in items {
-                let (deliveries, started) = match token.lease {
-                    Some((d, s)) => (d.to_string(), s.to_string()),
-                    None => (String::new(), String::new()),
+                let meta = Meta {
+                    status: 'c',
+                    rank: token.rank,
+                    entry: token.entry.clone(),
+                    attempts: token.attempts.saturating_add(1),
+                    deliveries: token.deliveries,
+                    run_at: None,
+                    started_at: Some(token.started),
+                    finished_at: Some(now_ms),
+                    progress: None,
+                    dead_entry: String::new(),
+                    last_error: String::new(),
+                    result: results[*i].clone(),
                 };
                 cmd.arg(token.rank)
                     .arg(&token.entry)
                     .arg(receipt.job_id.to_string())
-                    .arg(&results[*i])
-                    .arg(token.attempts.map(|a| a.to_string()).unwrap_or_default())
-                    .arg(deliveries)
-                    .arg(started);
+                    .arg(if token.attempts > 0 { "1" } else { "0" })
+                    .arg(meta.format());
             }
             cmd
         })
@@ -819,39 +892,41 @@ impl QueueBackend for RedisBackend {
             .arg(receipt.job_id.to_string())
             .arg(&error)
             .arg(mode)
-            .arg(at);
-        let reply = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
-        Ok(outcome(&single(reply)?))
+            .arg(at)
+            .arg(token.attempts)
+            .arg(token.deliveries)
+            .arg(token.started);
+        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
+        Ok(outcome(&reply::<String>(value, "fail")?))
     }
 
+    /// Also hands back every job this process holds unstarted (leased with
+    /// an entry but not yet fetched): a release means the process is
+    /// giving work up.
     async fn release(
         &self,
         receipts: Vec<Receipt>,
         now_ms: u64,
     ) -> Result<Vec<AckOutcome>, BackendError> {
-        if receipts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let groups = self.by_partition(receipts.iter());
-        self.per_item(receipts.len(), groups, |p, items| {
-            let mut cmd = self.script(&self.scripts.release, p);
-            cmd.arg(now_ms).arg(self.reserve_seq(items.len()));
-            for (_, token, receipt) in items {
-                cmd.arg(token.rank)
-                    .arg(&token.entry)
-                    .arg(receipt.job_id.to_string());
-            }
-            cmd
-        })
-        .await
+        let outcomes = if receipts.is_empty() {
+            Vec::new()
+        } else {
+            self.release_receipts(receipts, now_ms).await?
+        };
+        self.release_held(now_ms).await?;
+        Ok(outcomes)
     }
 
     async fn renew(
         &self,
         receipts: &[Receipt],
         lease: Duration,
-        _now_ms: u64,
+        now_ms: u64,
     ) -> Result<Vec<AckOutcome>, BackendError> {
+        let held = self.renew_held(now_ms);
+        if !held.is_empty() {
+            self.run(held).await?;
+        }
         if receipts.is_empty() {
             return Ok(Vec::new());
         }
@@ -859,12 +934,10 @@ impl QueueBackend for RedisBackend {
         let groups = self.by_partition(receipts.iter());
         self.per_item(receipts.len(), groups, |p, items| {
             let mut cmd = self.script(&self.scripts.renew, p);
-            cmd.arg(lease_ms);
-            for (_, token, receipt) in items {
-                cmd.arg(token.rank)
-                    .arg(&token.entry)
-                    .arg(receipt.job_id.to_string())
-                    .arg(&token.consumer);
+            cmd.arg(lease_ms)
+                .arg(items.first().map(|(_, t, _)| t.consumer.as_str()).unwrap_or("renewer"));
+            for (_, token, _) in items {
+                cmd.arg(token.rank).arg(&token.entry);
             }
             cmd
         })
@@ -880,8 +953,8 @@ impl QueueBackend for RedisBackend {
             .arg(&token.entry)
             .arg(receipt.job_id.to_string())
             .arg(value.min(100));
-        let reply = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
-        Ok(outcome(&single(reply)?))
+        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
+        Ok(outcome(&reply::<String>(value, "progress")?))
     }
 
     async fn promote_due(&self, now_ms: u64) -> Result<usize, BackendError> {
@@ -891,13 +964,17 @@ impl QueueBackend for RedisBackend {
             .into_iter()
             .map(|p| {
                 let mut cmd = self.script(&self.scripts.promote, p);
-                cmd.arg(now_ms).arg(self.reserve_seq(limit)).arg(limit);
+                cmd.arg(now_ms)
+                    .arg(limit)
+                    .arg(self.config.entry_jobs.clamp(1, 1_000));
                 cmd
             })
             .collect();
         let mut moved = 0;
-        for reply in self.run(cmds).await? {
-            moved += single(reply)?.parse::<usize>().unwrap_or(0);
+        for value in self.run(cmds).await? {
+            moved += reply::<String>(value, "promote")?
+                .parse::<usize>()
+                .unwrap_or(0);
         }
         Ok(moved)
     }
@@ -908,45 +985,26 @@ impl QueueBackend for RedisBackend {
         max_deliveries: u32,
     ) -> Result<Vec<Reclaimed>, BackendError> {
         let scan = self.config.max_reclaim_scan.max(1);
-        let consumed = self.consumed();
-        let cmds = consumed
+        let cmds = self
+            .consumed()
             .iter()
             .map(|&p| {
                 let mut cmd = self.script(&self.scripts.reclaim, p);
-                cmd.arg(now_ms)
-                    .arg(self.reserve_seq(scan * 4))
-                    .arg(max_deliveries.max(1))
-                    .arg(scan);
+                cmd.arg(now_ms).arg(max_deliveries.max(1)).arg(scan);
                 cmd
             })
             .collect();
-        let mut moved: Vec<(u32, JobId, bool)> = Vec::new();
-        for (&p, reply) in consumed.iter().zip(self.run(cmds).await?) {
-            for f in strings(reply)?.chunks_exact(2) {
+        let mut reclaimed = Vec::new();
+        for value in self.run(cmds).await? {
+            for f in reply::<Vec<String>>(value, "reclaim")?.chunks_exact(3) {
                 if let Ok(id) = f[0].parse::<JobId>() {
-                    moved.push((p, id, f[1] == "1"));
+                    reclaimed.push(Reclaimed {
+                        id,
+                        kind: kind_of(&f[2]),
+                        dead: f[1] == "1",
+                    });
                 }
             }
-        }
-        // Kinds come from the specs (the job hash keeps no copy of it).
-        let specs = moved
-            .iter()
-            .map(|(p, id, _)| {
-                let mut cmd = redis::cmd("HGET");
-                cmd.arg(format!("{}job:{id}", self.prefixes[*p as usize]))
-                    .arg("spec");
-                cmd
-            })
-            .collect();
-        let specs = self.run(specs).await?;
-        let mut reclaimed = Vec::with_capacity(moved.len());
-        for ((_, id, dead), spec) in moved.into_iter().zip(specs) {
-            let spec: Option<String> = redis::from_owned_redis_value(spec).unwrap_or(None);
-            reclaimed.push(Reclaimed {
-                id,
-                kind: spec.as_deref().map(kind_of).unwrap_or_default(),
-                dead,
-            });
         }
         if !reclaimed.is_empty() {
             tracing::info!(count = reclaimed.len(), "expired leases reclaimed");
@@ -967,8 +1025,8 @@ impl QueueBackend for RedisBackend {
         cmd.arg(now_ms)
             .arg(id.to_string())
             .arg(self.config.finished_index_len.max(1));
-        let reply = single(self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil))?;
-        match reply.as_str() {
+        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
+        match reply::<String>(value, "cancel")?.as_str() {
             "ok" => Ok(()),
             other => Err(status_error(id, other, "cancel")),
         }
@@ -983,11 +1041,10 @@ impl QueueBackend for RedisBackend {
         let p = self.locate(id).await?.ok_or(BackendError::NotFound(id))?;
         let mut cmd = self.script(&self.scripts.retry_dead, p);
         cmd.arg(now_ms)
-            .arg(self.reserve_seq(1))
             .arg(id.to_string())
             .arg(if reset_attempts { 1 } else { 0 });
-        let reply = single(self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil))?;
-        match reply.as_str() {
+        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
+        match reply::<String>(value, "retry")?.as_str() {
             "ok" => Ok(()),
             other => Err(status_error(id, other, "retry")),
         }
@@ -1001,23 +1058,30 @@ impl QueueBackend for RedisBackend {
             .map(|p| {
                 let mut cmd = self.script(&self.scripts.list, p);
                 cmd.arg(status.as_str())
-                    .arg(limit)
+                    .arg(self.config.max_list_scan.max(1))
                     .arg(self.config.max_list_scan.max(1));
                 cmd
             })
             .collect();
-        let mut wanted = Vec::new();
-        for (p, reply) in (0..self.partitions()).zip(self.run(cmds).await?) {
-            for id in strings(reply)? {
-                if wanted.len() < limit {
-                    if let Ok(id) = id.parse::<JobId>() {
-                        wanted.push((p, id));
-                    }
+        let mut jobs = Vec::new();
+        for (p, value) in (0..self.partitions()).zip(self.run(cmds).await?) {
+            let mut ids: Vec<JobId> = reply::<Vec<String>>(value, "list")?
+                .iter()
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            for chunk in ids.chunks(1_000) {
+                if jobs.len() >= limit {
+                    break;
                 }
+                let wanted: Vec<(u32, JobId)> = chunk.iter().map(|id| (p, *id)).collect();
+                let mut found = self.read_jobs(&wanted).await?;
+                found.retain(|j| j.status == status);
+                jobs.extend(found);
             }
         }
-        let mut jobs = self.read_jobs(&wanted).await?;
-        jobs.retain(|j| j.status == status);
+        jobs.truncate(limit);
         Ok(jobs)
     }
 
@@ -1032,9 +1096,8 @@ impl QueueBackend for RedisBackend {
             })
             .collect();
         let mut totals: HashMap<String, i64> = HashMap::new();
-        for reply in self.run(cmds).await? {
-            let counts: HashMap<String, i64> = redis::from_owned_redis_value(reply)
-                .map_err(|e| BackendError::Storage(format!("redis: counts: {e}")))?;
+        for value in self.run(cmds).await? {
+            let counts: HashMap<String, i64> = reply(value, "counts")?;
             for (field, n) in counts {
                 *totals.entry(field).or_default() += n;
             }
@@ -1056,12 +1119,16 @@ impl QueueBackend for RedisBackend {
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {
+        if self.held.lock().iter().any(|q| !q.is_empty()) {
+            return;
+        }
         tokio::time::sleep(max_wait.min(self.config.idle_poll)).await;
     }
 
     async fn close(&self) -> Result<(), BackendError> {
+        let released = self.release_held(crate::clock::now_ms()).await;
         self.closed.store(true, Ordering::Release);
-        Ok(())
+        released
     }
 }
 

@@ -7,66 +7,71 @@
 //! script to the node owning the partition); `ARGV[1]` is the partition's key
 //! prefix (`<namespace>:{p<N>}:`), from which the script derives the other
 //! keys of the same hash tag. Replies are arrays of strings (Lua `false`
-//! would truncate an array, so absent fields become `''`).
+//! would truncate an array, so absent values become `''`).
 //!
-//! Job hash fields: `spec` (immutable JSON, written once; it holds the kind), `pr`
-//! (priority rank), `st` (status), `run`, `att`, `del`, `sta`, `fin`, `err`,
-//! `res`, `prog`, `ent` (current stream entry), `dent` (dead-letter entry).
-//! `att` and `del` are first written when a lease ends (absent means 0), so
-//! submission writes the fewest fields. `ent` means something only while
-//! the status is `queued` (every reader checks `st` first), so completion
-//! leaves it in place rather than spend a write clearing it.
+//! **Batch entries.** A stream entry carries a batch of jobs of one
+//! partition and priority: a header field `h` (`deliveries|attempts`, shared
+//! by every job of the entry) then one field per job, the job id, whose
+//! value is the job's immutable record (JSON, written once). Per-job Redis
+//! work is what sets the throughput of a job queue, so the hot path does
+//! none of it per job that can be done per entry: one XADD stores a whole
+//! submission batch of a partition, XREADGROUP leases whole entries, and
+//! the entry is acknowledged once all its jobs are finished.
 //!
-//! **Running is not written to the job hash.** A leased job keeps `st =
-//! queued`; what makes it running is its field in the partition's `leases`
-//! hash (`rank:entry id → job id|deliveries|attempts|started_at|lease_ms`;
-//! entry ids are unique per stream only),
-//! written for a whole fetch batch in one HSET and removed by whatever ends
-//! the lease, in the same script that acknowledges the stream entry. So a
-//! field exists exactly while its entry is pending. Readers (`get`, `list`,
-//! `cancel`) find it through the job's `ent`. A stream entry carries the
-//! counters a lease needs (`j` job id, `o` order key and, when not zero, as
-//! after a retry or reclaim, `d` deliveries so far and `a` attempts), so the
-//! lease script touches no job hash: the backend reads the leased jobs'
-//! immutable spec and run fields afterwards with plain pipelined HMGETs,
-//! outside Lua. Each job thus costs one hash write at submission and one at
-//! completion. Entries stay small (no payload): every stream command (XADD,
-//! XREADGROUP, XRANGE, XDEL) costs more with bigger entries.
+//! **Mutable state** lives beside the records, in the partition's `meta`
+//! hash: one field per job (`st|r|ent|att|del|run|sta|fin|prog|dent|errlen|`
+//! then the last error and the result). Statuses: `q` queued (running
+//! while its entry `ent` is pending), `s` scheduled, `f` failed and waiting
+//! for its retry, `c` completed, `d` dead, `x` cancelled. A job's record is
+//! in stream entry `ent` of its priority, or in the `parked` hash when
+//! `ent` is `-` (submitted delayed). Entries are never trimmed: they are
+//! where completed jobs' payloads stay readable.
+//!
+//! The `entries` hash keeps per entry (`rank:entry id`) `open|lease_ms|
+//! leased_at`: how many of its jobs are still queued in it, and its lease.
+//! `counts` keeps `q0..q3` (jobs queued in undelivered entries), `sched`,
+//! `retry`, `run`, `done`, `dead`, `cancel`.
 
 /// Helpers prepended to every script.
 const PRELUDE: &str = r#"
 local NAMES = {'critical', 'high', 'medium', 'low'}
 local GROUP = 'workers'
 local function skey(pfx, r) return pfx .. 'stream:' .. NAMES[tonumber(r) + 1] end
-local function lkey(pfx) return pfx .. 'leases' end
--- The field of a lease: rank and entry id (entry ids are unique per
--- stream only: two priorities of a partition can hold the same id).
-local function lfield(r, eid) return r .. ':' .. eid end
--- A lease (field: rank:entry id) is job id|deliveries|attempts|started_at|lease_ms.
-local function parse_lease(r, eid, v)
+local function mkey(pfx) return pfx .. 'meta' end
+local function ekey(pfx) return pfx .. 'entries' end
+local function mparse(v)
   if not v then return nil end
-  local jid, del, att, sta, lms = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
-  if not jid then return nil end
-  return {field = lfield(r, eid), eid = eid, jid = jid, del = tonumber(del) or 0, att = tonumber(att) or 0, sta = sta, lms = tonumber(lms) or 0}
+  local st, r, ent, att, del, run, sta, fin, prog, dent, el, rest = string.match(v,
+    '^(%a)|(%d)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(%d+)|(.*)$')
+  if not st then return nil end
+  local n = tonumber(el)
+  return {st = st, r = r, ent = ent, att = att, del = del, run = run, sta = sta, fin = fin,
+    prog = prog, dent = dent, err = string.sub(rest, 1, n), res = string.sub(rest, n + 1)}
 end
-local function lease_value(l)
-  return l.jid .. '|' .. l.del .. '|' .. l.att .. '|' .. l.sta .. '|' .. l.lms
+local function mformat(m)
+  return m.st .. '|' .. m.r .. '|' .. m.ent .. '|' .. m.att .. '|' .. m.del .. '|' .. m.run .. '|' ..
+    m.sta .. '|' .. m.fin .. '|' .. m.prog .. '|' .. m.dent .. '|' .. #m.err .. '|' .. m.err .. m.res
 end
--- The lease on entry eid of rank r if it is job jid's, else nil.
-local function held(pfx, r, jid, eid)
-  local l = parse_lease(r, eid, redis.call('HGET', lkey(pfx), lfield(r, eid)))
-  if l and l.jid == jid then return l end
-  return nil
+-- True when meta value v says: queued in entry eid of rank r.
+local function queued_in(v, r, eid)
+  if not v then return false end
+  local pre = 'q|' .. r .. '|' .. eid .. '|'
+  return string.sub(v, 1, #pre) == pre
 end
-local function chunked(cmd, key, extra, items)
+local function is_pending(s, eid)
+  local p = redis.call('XPENDING', s, GROUP, eid, eid, 1)
+  return p[1] ~= nil
+end
+local function eparse(v)
+  if not v then return 0, 0, 0 end
+  local open, lms, at = string.match(v, '^(%-?%d+)|(%d+)|(%d+)$')
+  return tonumber(open) or 0, tonumber(lms) or 0, tonumber(at) or 0
+end
+local function chunked(cmd, key, items)
   local i = 1
   while i <= #items do
-    local j = math.min(i + 499, #items)
-    if extra then
-      redis.call(cmd, key, extra, unpack(items, i, j))
-    else
-      redis.call(cmd, key, unpack(items, i, j))
-    end
+    local j = math.min(i + 999, #items)
+    redis.call(cmd, key, unpack(items, i, j))
     i = j + 1
   end
 end
@@ -84,40 +89,62 @@ end
 local function incr(counts, field, n)
   if n ~= 0 then redis.call('HINCRBY', counts, field, n) end
 end
--- Adds a fresh stream entry for a job whose hash holds its current
--- deliveries and attempts (the entry carries them to the next lease).
-local function requeue(pfx, jk, jid, r, now, seq)
-  local h = redis.call('HMGET', jk, 'del', 'att')
-  local e = redis.call('XADD', skey(pfx, r), '*', 'j', jid, 'o', now .. '-' .. seq, 'd', h[1] or '0', 'a', h[2] or '0')
-  redis.call('HSET', jk, 'st', 'queued', 'ent', e)
-  redis.call('HDEL', jk, 'sta', 'prog', 'fin')
-  return e
-end
--- Ends a held lease: acknowledges and deletes its entry, forgets the lease
--- and stores what it changed (deliveries, start time) in the job hash.
-local function end_lease(pfx, r, jk, jid, l)
-  local s = skey(pfx, r)
-  redis.call('XACK', s, GROUP, l.eid)
-  redis.call('XDEL', s, l.eid)
-  redis.call('HDEL', lkey(pfx), l.field)
-  redis.call('HSET', jk, 'del', l.del, 'sta', l.sta)
-end
-local function last_delivered(s)
-  local groups = redis.pcall('XINFO', 'GROUPS', s)
-  if type(groups) ~= 'table' or groups.err then return '0-0' end
-  for _, g in ipairs(groups) do
-    local name, last = nil, nil
-    for i = 1, #g, 2 do
-      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
-    end
-    if name == GROUP then return last end
+-- Counts k jobs of entry eid (rank r) as finished with it; acknowledges
+-- the entry once none is left.
+local function entry_done(pfx, r, eid, k)
+  local f = r .. ':' .. eid
+  local open, lms, at = eparse(redis.call('HGET', ekey(pfx), f))
+  open = open - k
+  if open <= 0 then
+    redis.call('XACK', skey(pfx, r), GROUP, eid)
+    redis.call('HDEL', ekey(pfx), f)
+  else
+    redis.call('HSET', ekey(pfx), f, open .. '|' .. lms .. '|' .. at)
   end
-  return '0-0'
 end
-local function to_dead(pfx, jk, jid, now, err)
-  local d = redis.call('XADD', pfx .. 'dead', '*', 'j', jid)
-  redis.call('HSET', jk, 'st', 'dead', 'fin', now, 'err', err, 'dent', d)
-  redis.call('HDEL', jk, 'ent')
+-- The records of entry eid of rank r, by job id.
+local function records(pfx, r, eid)
+  local out = {}
+  local e = redis.call('XRANGE', skey(pfx, r), eid, eid)
+  if e[1] then
+    local f = e[1][2]
+    for i = 3, #f, 2 do out[f[i]] = f[i + 1] end
+  end
+  return out
+end
+-- The record of a job whose meta is m.
+local function record_of(pfx, id, m)
+  if m.ent == '-' then return redis.call('HGET', pfx .. 'parked', id) end
+  return records(pfx, m.r, m.ent)[id]
+end
+-- Adds one entry of rank r holding jobs ids (with records recs) that share
+-- deliveries del and attempts att; points their meta at it (queued).
+local function add_entry(pfx, r, del, att, ids, recs, metas)
+  local args = {'h', del .. '|' .. att}
+  for i = 1, #ids do args[#args + 1] = ids[i]; args[#args + 1] = recs[i] end
+  local eid = redis.call('XADD', skey(pfx, r), '*', unpack(args))
+  local margs = {}
+  for i = 1, #ids do
+    local m = metas[i]
+    m.st, m.ent, m.del, m.att, m.sta, m.prog = 'q', eid, del, att, '', ''
+    margs[#margs + 1] = ids[i]; margs[#margs + 1] = mformat(m)
+  end
+  chunked('HSET', mkey(pfx), margs)
+  redis.call('HSET', ekey(pfx), r .. ':' .. eid, #ids .. '|0|0')
+  incr(KEYS[1], 'q' .. r, #ids)
+  return eid
+end
+local function to_dead(pfx, id, m, now, err)
+  m.dent = redis.call('XADD', pfx .. 'dead', '*', 'j', id, 'e', err)
+  m.st, m.fin, m.err = 'd', now, err
+  redis.call('HSET', mkey(pfx), id, mformat(m))
+  incr(KEYS[1], 'dead', 1)
+end
+local function finished(pfx, status, ids, len)
+  if #ids == 0 then return end
+  local k = pfx .. 'finished:' .. status
+  chunked('LPUSH', k, ids)
+  redis.call('LTRIM', k, 0, len - 1)
 end
 "#;
 
@@ -134,28 +161,34 @@ end
 return 'OK'
 "#;
 
-/// Stores a batch. ARGV: pfx, now, max_live, idem_ttl_ms, then 7 per job:
-/// id, rank, scheduled (1/0), run_at, spec, idempotency key (or ''),
-/// sequence (FIFO tie-break). Reply per job: '' when added, else the id of
-/// the existing job.
+/// Stores a batch. ARGV: pfx, max_live, idem_ttl_ms, entry_jobs, then 5
+/// per job: id, rank, run_at ('' = ready now, else scheduled), record,
+/// idempotency key (or ''). Reply per job: '' when added, else the id of
+/// the existing job (same id, or the job first submitted with the key).
+///
+/// Ready jobs of one priority become entries of up to `entry_jobs` jobs;
+/// the only per-job writes are the meta fields, one HSET per batch.
 const ENQUEUE: &str = r#"
-local pfx, now, maxlive, ittl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local pfx, maxlive, ittl, per = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local counts = KEYS[1]
 local c = redis.call('HMGET', counts, 'q0', 'q1', 'q2', 'q3', 'sched', 'retry', 'run')
 local live = 0
 for i = 1, 7 do live = live + (tonumber(c[i]) or 0) end
-local n = (#ARGV - 4) / 7
+local n = (#ARGV - 4) / 5
 if live + n > maxlive then
   return redis.error_reply('QUEUEFULL the partition holds ' .. live .. ' live jobs')
 end
-local out, dq, ds = {}, {0, 0, 0, 0}, 0
+local ids = {}
+for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 5] end
+local known = hmget_all(mkey(pfx), ids)
+local out, groups, parked, delayed, smeta = {}, {{}, {}, {}, {}}, {}, {}, {}
 for i = 0, n - 1 do
-  local b = 4 + i * 7
-  local id, r, sched, run = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-  local spec, idem, seq = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local jk = pfx .. 'job:' .. id
+  local b = 4 + i * 5
+  local id, r, run, rec, idem = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local dup = false
-  if idem ~= '' then
+  if known[i + 1] then
+    dup = id
+  elseif idem ~= '' then
     local ik = pfx .. 'idem:' .. idem
     dup = redis.call('GET', ik)
     if not dup then
@@ -164,333 +197,316 @@ for i = 0, n - 1 do
   end
   if dup then
     out[#out + 1] = dup
-  elseif redis.call('EXISTS', jk) == 1 then
-    out[#out + 1] = id
   else
     out[#out + 1] = ''
-    if sched == '1' then
-      redis.call('HSET', jk, 'spec', spec, 'pr', r, 'run', run, 'st', 'scheduled')
-      redis.call('ZADD', pfx .. 'delayed', run, id)
-      ds = ds + 1
+    if run ~= '' then
+      parked[#parked + 1] = id; parked[#parked + 1] = rec
+      delayed[#delayed + 1] = run; delayed[#delayed + 1] = id
+      smeta[#smeta + 1] = id; smeta[#smeta + 1] = 's|' .. r .. '|-|0|0|' .. run .. '|||||0|'
     else
-      local e = redis.call('XADD', skey(pfx, r), '*', 'j', id, 'o', now .. '-' .. seq)
-      redis.call('HSET', jk, 'spec', spec, 'pr', r, 'run', run, 'st', 'queued', 'ent', e)
-      local q = tonumber(r) + 1
-      dq[q] = dq[q] + 1
+      local g = groups[tonumber(r) + 1]
+      g[#g + 1] = id; g[#g + 1] = rec
     end
   end
 end
-for r = 0, 3 do incr(counts, 'q' .. r, dq[r + 1]) end
-incr(counts, 'sched', ds)
-return out
-"#;
-
-/// Lists the order keys of up to `k` undelivered entries, highest priority
-/// first. ARGV: pfx, k. Reply: rank, order, rank, order, ...
-///
-/// The counts hash says how many entries each stream holds undelivered
-/// (every XADD of a queued job increments `q<r>`, every lease and cancel
-/// decrements it, in the same script), so streams with none are skipped
-/// without asking the consumer group where it stands: an idle partition or
-/// priority costs one HMGET instead of XINFO GROUPS + XRANGE.
-const PEEK: &str = r#"
-local pfx, left = ARGV[1], tonumber(ARGV[2])
-local q = redis.call('HMGET', KEYS[1], 'q0', 'q1', 'q2', 'q3')
-local out = {}
 for r = 0, 3 do
-  if left <= 0 then break end
-  local s = skey(pfx, r)
-  if (tonumber(q[r + 1]) or 0) > 0 then
-    local es = redis.call('XRANGE', s, '(' .. last_delivered(s), '+', 'COUNT', left)
-    local rank = tostring(r)
-    for _, e in ipairs(es) do
-      local f = e[2]
-      local order = ''
-      for i = 1, #f, 2 do if f[i] == 'o' then order = f[i + 1] end end
-      out[#out + 1] = rank
-      out[#out + 1] = order
-    end
-    left = left - #es
+  local g = groups[r + 1]
+  local i = 1
+  while i <= #g do
+    local j = math.min(i + per * 2 - 1, #g)
+    local eid = redis.call('XADD', skey(pfx, r), '*', 'h', '0|0', unpack(g, i, j))
+    local margs, tail = {}, 'q|' .. r .. '|' .. eid .. '|0|0||||||0|'
+    for k = i, j, 2 do margs[#margs + 1] = g[k]; margs[#margs + 1] = tail end
+    redis.call('HSET', mkey(pfx), unpack(margs))
+    local jobs = (j - i + 1) / 2
+    redis.call('HSET', ekey(pfx), r .. ':' .. eid, jobs .. '|0|0')
+    incr(counts, 'q' .. r, jobs)
+    i = j + 1
   end
+end
+if #parked > 0 then
+  chunked('HSET', pfx .. 'parked', parked)
+  chunked('ZADD', pfx .. 'delayed', delayed)
+  chunked('HSET', mkey(pfx), smeta)
+  incr(counts, 'sched', #parked / 2)
 end
 return out
 "#;
 
-/// Leases up to c_r entries of each priority stream to a consumer.
-/// ARGV: pfx, consumer, now, lease_ms, c0, c1, c2, c3. Reply: 6 per lease:
-/// rank, entry id, job id, order, deliveries (this one included), attempts.
+/// Leases entries of one priority stream until they hold at least `want`
+/// jobs. ARGV: pfx, consumer, rank, want, lease_ms, now. Reply: per
+/// entry {entry id, fields, metas}: fields as stored (`h`, header, then id,
+/// record pairs) holding only the jobs still queued in it; metas the jobs'
+/// meta values when the entry is not a fresh one (header not `0|0`: a
+/// retry, release or reclaim, whose last error and run time the lease
+/// reports), else empty.
 ///
-/// No job hash is read or written: the entries carry the counters, and the
-/// leases of the whole batch are recorded in one HSET. Every undelivered
-/// entry is its job's current one (enqueue, promotion and requeue add an
-/// entry only for a job in no stream; cancel deletes the entry it ends).
-const CLAIM: &str = r#"
-local pfx, consumer, now, lms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local counts = KEYS[1]
-local out, leases, running = {}, {}, 0
-for r = 0, 3 do
-  local want = tonumber(ARGV[5 + r])
-  if want > 0 then
-    local s = skey(pfx, r)
-    local res = redis.pcall('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want, 'STREAMS', s, '>')
-    if type(res) == 'table' and res.err then
-      if string.find(res.err, 'NOGROUP') then
-        redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
-        res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want, 'STREAMS', s, '>')
-      else
-        return redis.error_reply(res.err)
+/// A fresh entry whose jobs are all still queued in it (nothing cancelled)
+/// is handed over as read: no per-job command at all.
+const LEASE: &str = r#"
+local pfx, consumer, r, want, lms, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local s, counts = skey(pfx, r), KEYS[1]
+local out, got = {}, 0
+while got < want do
+  local res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', 1, 'STREAMS', s, '>')
+  if not res or not res[1] or not res[1][2][1] then break end
+  local e = res[1][2][1]
+  local eid, f = e[1], e[2]
+  local field = r .. ':' .. eid
+  local open = eparse(redis.call('HGET', ekey(pfx), field))
+  local jobs = (#f - 2) / 2
+  local metas = {}
+  if open < jobs or f[2] ~= '0|0' then
+    local ids = {}
+    for i = 3, #f, 2 do ids[#ids + 1] = f[i] end
+    local vals = hmget_all(mkey(pfx), ids)
+    local kept = {f[1], f[2]}
+    for i = 1, #ids do
+      if queued_in(vals[i], r, eid) then
+        kept[#kept + 1] = ids[i]; kept[#kept + 1] = f[2 * i + 2]
+        metas[#metas + 1] = vals[i]
       end
     end
-    local taken = 0
-    if res then
-      local rank = tostring(r)
-      for _, e in ipairs(res[1][2]) do
-        local eid, f = e[1], e[2]
-        local jid, order, del, att = '', '', 0, '0'
-        for i = 1, #f, 2 do
-          local k = f[i]
-          if k == 'j' then jid = f[i + 1] elseif k == 'o' then order = f[i + 1]
-          elseif k == 'd' then del = tonumber(f[i + 1]) or 0 elseif k == 'a' then att = f[i + 1] end
-        end
-        del = tostring(del + 1)
-        leases[#leases + 1] = rank .. ':' .. eid
-        leases[#leases + 1] = jid .. '|' .. del .. '|' .. att .. '|' .. now .. '|' .. lms
-        taken = taken + 1
-        out[#out + 1] = rank
-        out[#out + 1] = eid
-        out[#out + 1] = jid
-        out[#out + 1] = order
-        out[#out + 1] = del
-        out[#out + 1] = att
-      end
-    end
-    incr(counts, 'q' .. r, -taken)
-    running = running + taken
+    f = kept
+    open = (#f - 2) / 2
+    if f[2] == '0|0' then metas = {} end
+  end
+  if open <= 0 then
+    redis.call('XACK', s, GROUP, eid)
+    redis.call('HDEL', ekey(pfx), field)
+  else
+    redis.call('HSET', ekey(pfx), field, open .. '|' .. lms .. '|' .. now)
+    incr(counts, 'q' .. r, -open)
+    incr(counts, 'run', open)
+    got = got + open
+    out[#out + 1] = {eid, f, metas}
   end
 end
-if #leases > 0 then chunked('HSET', lkey(pfx), nil, leases) end
-incr(counts, 'run', running)
 return out
 "#;
 
-/// Completes leases. ARGV: pfx, now, finished_ttl_ms (0 = keep),
-/// index_len, garbage_limit, then 7 per job: rank, entry id, job id, result
-/// JSON, and from the receipt the attempts, deliveries and start time of the
-/// lease ('' if the receipt predates them). Reply per job: '1' done, '0'
-/// lease lost.
+/// Completes leases. ARGV: pfx, index_len, then 5 per job: rank, entry id,
+/// job id, merge flag, meta. Reply per job: '1' done, '0' lease lost.
 ///
-/// One HMGET reads the batch's leases; a job that holds the lease on the
-/// receipt's entry gets one HSET (status, result, attempts, deliveries,
-/// start time). A job named twice in a batch is completed once.
-///
-/// Acknowledged entries are not deleted one by one (XDEL seeks each entry
-/// inside its stream node, the dearest command of the path): the stream is
-/// trimmed below its oldest pending entry (or, with none pending, up to the
-/// group's last delivered entry), since everything there is acknowledged.
-/// An old pending entry (a long job) holds later acknowledged entries back;
-/// once more than `garbage_limit` of them wait, the batch's entries are
-/// deleted one by one as before, so the backlog stays bounded.
+/// A lease is held while its entry is pending and the job is still queued
+/// in it. The client builds each completed job's meta from its receipt;
+/// with the merge flag (the job failed before) the stored last error and
+/// run time are kept. A job named twice in a batch is completed once.
 const COMPLETE: &str = r#"
-local pfx, now, ttl, cap, garbage = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local counts, lk = KEYS[1], lkey(pfx)
-local fields = {}
-for b = 6, #ARGV, 7 do fields[#fields + 1] = lfield(ARGV[b], ARGV[b + 1]) end
-local vals = hmget_all(lk, fields)
-local acks, gone = {{}, {}, {}, {}}, {}
-local out, done, seen = {}, {}, {}
-local n = 0
-for b = 6, #ARGV, 7 do
-  n = n + 1
-  local r, eid, jid, res = tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local att, del, sta = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
-  local v = vals[n]
-  if v and not seen[fields[n]] and r and r >= 0 and r <= 3 and string.sub(v, 1, #jid + 1) == jid .. '|' then
-    if att == '' or del == '' or sta == '' then
-      local l = parse_lease(r, eid, v)
-      att, del, sta = l.att, l.del, l.sta
+local pfx, len = ARGV[1], tonumber(ARGV[2])
+local n = (#ARGV - 2) / 5
+local ids = {}
+for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 5] end
+local vals = hmget_all(mkey(pfx), ids)
+local pend, per_entry, seen, out, margs, done = {}, {}, {}, {}, {}, {}
+for i = 0, n - 1 do
+  local b = 2 + i * 5
+  local r, eid, id, merge, meta = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+  local key = r .. ':' .. eid
+  local ok = false
+  if not seen[id] and queued_in(vals[i + 1], r, eid) then
+    if pend[key] == nil then pend[key] = is_pending(skey(pfx, r), eid) end
+    ok = pend[key]
+  end
+  if ok then
+    seen[id] = true
+    if merge == '1' then
+      local old, new = mparse(vals[i + 1]), mparse(meta)
+      if old and new then new.err, new.run = old.err, old.run; meta = mformat(new) end
     end
-    seen[fields[n]] = true
-    table.insert(acks[r + 1], eid)
-    gone[#gone + 1] = fields[n]
-    local jk = pfx .. 'job:' .. jid
-    redis.call('HSET', jk, 'st', 'completed', 'fin', now, 'res', res, 'att', tonumber(att) + 1, 'del', del, 'sta', sta)
-    if ttl > 0 then redis.call('PEXPIRE', jk, ttl) end
-    done[#done + 1] = jid
+    margs[#margs + 1] = id; margs[#margs + 1] = meta
+    done[#done + 1] = id
+    per_entry[key] = (per_entry[key] or 0) + 1
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'
   end
 end
-if #done == 0 then return out end
-incr(counts, 'run', -#done)
-incr(counts, 'done', #done)
-local c = redis.call('HMGET', counts, 'q0', 'q1', 'q2', 'q3', 'run')
-local running = tonumber(c[5]) or 0
-chunked('HDEL', lk, nil, gone)
-for r = 0, 3 do
-  local acked = acks[r + 1]
-  if #acked > 0 then
-    local s = skey(pfx, r)
-    chunked('XACK', s, GROUP, acked)
-    local first = redis.call('XPENDING', s, GROUP, '-', '+', 1)
-    if first[1] then
-      redis.call('XTRIM', s, 'MINID', first[1][1])
-    else
-      local last = last_delivered(s)
-      local ms, sq = string.match(last, '^(%d+)-(%d+)$')
-      if ms then redis.call('XTRIM', s, 'MINID', ms .. '-' .. (tonumber(sq) + 1)) end
-    end
-    if redis.call('XLEN', s) - (tonumber(c[r + 1]) or 0) - running > garbage then
-      chunked('XDEL', s, nil, acked)
-    end
+if #margs > 0 then
+  chunked('HSET', mkey(pfx), margs)
+  for key, k in pairs(per_entry) do
+    local r, eid = string.match(key, '^(%d):(.*)$')
+    entry_done(pfx, r, eid, k)
   end
+  incr(KEYS[1], 'run', -#done)
+  incr(KEYS[1], 'done', #done)
+  finished(pfx, 'completed', done, len)
 end
-local idx = pfx .. 'finished:completed'
-chunked('LPUSH', idx, nil, done)
-redis.call('LTRIM', idx, 0, cap - 1)
 return out
 "#;
 
 /// Records a failed attempt. ARGV: pfx, now, rank, entry id, job id,
-/// error, 'retry' or 'dead', retry time. Reply: '1' done, '0' lease lost.
+/// error, 'retry' or 'dead', retry time, attempts and deliveries (from the
+/// receipt), lease start. Reply: '1' done, '0' lease lost.
 const FAIL: &str = r#"
-local pfx, now, r, eid, jid, err, mode, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local counts = KEYS[1]
-local jk = pfx .. 'job:' .. jid
-local l = held(pfx, r, jid, eid)
-if not l then return '0' end
-end_lease(pfx, r, jk, jid, l)
-redis.call('HSET', jk, 'att', l.att + 1)
-incr(counts, 'run', -1)
+local pfx, now, r, eid, id, err, mode, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local att, del, sta = ARGV[9], ARGV[10], ARGV[11]
+local v = redis.call('HGET', mkey(pfx), id)
+if not queued_in(v, r, eid) or not is_pending(skey(pfx, r), eid) then return '0' end
+local m = mparse(v)
+m.att, m.del, m.sta, m.err, m.prog = tostring(tonumber(att) + 1), del, sta, err, ''
+entry_done(pfx, r, eid, 1)
+incr(KEYS[1], 'run', -1)
 if mode == 'retry' then
-  redis.call('HSET', jk, 'st', 'failed', 'run', at, 'err', err)
-  redis.call('HDEL', jk, 'ent')
-  redis.call('ZADD', pfx .. 'delayed', at, jid)
-  incr(counts, 'retry', 1)
+  m.st, m.run = 'f', at
+  redis.call('HSET', mkey(pfx), id, mformat(m))
+  redis.call('ZADD', pfx .. 'delayed', at, id)
+  incr(KEYS[1], 'retry', 1)
 else
-  to_dead(pfx, jk, jid, now, err)
-  incr(counts, 'dead', 1)
+  to_dead(pfx, id, m, now, err)
 end
 return '1'
 "#;
 
-/// Hands leases back, ready at once. ARGV: pfx, now, seq_base, then 3 per
-/// job: rank, entry id, job id. Reply per job: '1' or '0'.
+/// Hands leases back, ready at once, no attempt counted. ARGV: pfx, then 4
+/// per job: rank, entry id, job id, deliveries (from the receipt). Reply
+/// per job: '1' or '0'. The jobs of one entry go back as one new entry.
 const RELEASE: &str = r#"
-local pfx, now, seq = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local counts = KEYS[1]
-local out, i = {}, 0
-for b = 4, #ARGV, 3 do
-  local r, eid, jid = tonumber(ARGV[b]), ARGV[b + 1], ARGV[b + 2]
-  local jk = pfx .. 'job:' .. jid
-  local l = held(pfx, r, jid, eid)
-  if l then
-    end_lease(pfx, r, jk, jid, l)
-    requeue(pfx, jk, jid, r, now, seq + i)
-    i = i + 1
-    incr(counts, 'run', -1)
-    incr(counts, 'q' .. r, 1)
+local pfx = ARGV[1]
+local n = (#ARGV - 1) / 4
+local groups, order, out = {}, {}, {}
+for i = 0, n - 1 do
+  local b = 1 + i * 4
+  local r, eid, id, del = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local v = redis.call('HGET', mkey(pfx), id)
+  local key = r .. ':' .. eid
+  local g = groups[key]
+  if queued_in(v, r, eid) and is_pending(skey(pfx, r), eid) and not (g and g.seen[id]) then
+    if not g then
+      g = {r = r, eid = eid, del = del, ids = {}, metas = {}, seen = {}}
+      groups[key] = g; order[#order + 1] = key
+    end
+    g.seen[id] = true
+    g.ids[#g.ids + 1] = id; g.metas[#g.metas + 1] = mparse(v)
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'
   end
 end
+for _, key in ipairs(order) do
+  local g = groups[key]
+  local recs, list = records(pfx, g.r, g.eid), {}
+  for i = 1, #g.ids do list[i] = recs[g.ids[i]] or '{}' end
+  entry_done(pfx, g.r, g.eid, #g.ids)
+  incr(KEYS[1], 'run', -#g.ids)
+  add_entry(pfx, g.r, g.del, g.metas[1].att, g.ids, list, g.metas)
+end
 return out
 "#;
 
-/// Renews leases: resets the entry's idle time (XCLAIM JUSTID) and records
-/// the new lease length. ARGV: pfx, lease_ms, then 4 per job: rank, entry
-/// id, job id, consumer. Reply per job: '1' or '0'.
+/// Renews leases: resets the idle time of their entries (XCLAIM JUSTID) and
+/// records the new lease length. ARGV: pfx, lease_ms, consumer, then 2 per
+/// job: rank, entry id. Reply per job: '1' or '0'.
 const RENEW: &str = r#"
-local pfx, lms = ARGV[1], ARGV[2]
-local out = {}
-for b = 3, #ARGV, 4 do
-  local r, eid, jid, consumer = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local l = held(pfx, r, jid, eid)
-  if l then
-    redis.call('XCLAIM', skey(pfx, r), GROUP, consumer, 0, eid, 'JUSTID')
-    l.lms = lms
-    redis.call('HSET', lkey(pfx), l.field, lease_value(l))
-    out[#out + 1] = '1'
-  else
-    out[#out + 1] = '0'
+local pfx, lms, consumer = ARGV[1], ARGV[2], ARGV[3]
+local n = (#ARGV - 3) / 2
+local done, out = {}, {}
+for i = 0, n - 1 do
+  local r, eid = ARGV[4 + i * 2], ARGV[5 + i * 2]
+  local key = r .. ':' .. eid
+  if done[key] == nil then
+    local c = redis.call('XCLAIM', skey(pfx, r), GROUP, consumer, 0, eid, 'JUSTID')
+    done[key] = c[1] ~= nil
+    if done[key] then
+      local open, _, at = eparse(redis.call('HGET', ekey(pfx), key))
+      redis.call('HSET', ekey(pfx), key, open .. '|' .. lms .. '|' .. at)
+    end
   end
+  out[#out + 1] = done[key] and '1' or '0'
 end
 return out
 "#;
 
 /// Stores progress. ARGV: pfx, rank, entry id, job id, value. Reply '1' or '0'.
 const PROGRESS: &str = r#"
-local pfx, r, eid, jid, v = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if not held(pfx, r, jid, eid) then return '0' end
-redis.call('HSET', pfx .. 'job:' .. jid, 'prog', v)
+local pfx, r, eid, id, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local v = redis.call('HGET', mkey(pfx), id)
+if not queued_in(v, r, eid) or not is_pending(skey(pfx, r), eid) then return '0' end
+local m = mparse(v)
+m.prog = value
+redis.call('HSET', mkey(pfx), id, mformat(m))
 return '1'
 "#;
 
-/// Moves due delayed jobs and retries to their stream: range, add, remove,
-/// all in one script so concurrent promoters cannot queue a job twice.
-/// ARGV: pfx, now, seq_base, limit. Reply: number moved.
+/// Moves due delayed jobs and retries to their streams: range, add,
+/// remove, in one script, so concurrent promoters never queue a job twice.
+/// ARGV: pfx, now, limit, entry_jobs. Reply: how many moved. Jobs that
+/// share priority, deliveries and attempts go back as one entry.
 const PROMOTE: &str = r#"
-local pfx, now, seq, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local counts = KEYS[1]
-local z = pfx .. 'delayed'
-local due = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, limit)
-local moved = 0
-for i, jid in ipairs(due) do
-  local jk = pfx .. 'job:' .. jid
-  local h = redis.call('HMGET', jk, 'st', 'pr')
-  if h[1] == 'scheduled' or h[1] == 'failed' then
-    requeue(pfx, jk, jid, h[2], now, seq + i)
-    incr(counts, h[1] == 'scheduled' and 'sched' or 'retry', -1)
-    incr(counts, 'q' .. h[2], 1)
+local pfx, now, limit, per = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local dk = pfx .. 'delayed'
+local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, limit)
+if #due == 0 then return '0' end
+local vals = hmget_all(mkey(pfx), due)
+local groups, order, moved, unpark = {}, {}, 0, {}
+for i, id in ipairs(due) do
+  local m = mparse(vals[i])
+  if m and (m.st == 's' or m.st == 'f') then
+    local rec = record_of(pfx, id, m)
+    if m.ent == '-' then unpark[#unpark + 1] = id end
+    incr(KEYS[1], m.st == 's' and 'sched' or 'retry', -1)
+    local key = m.r .. '|' .. m.del .. '|' .. m.att
+    local g = groups[key]
+    if not g or #g.ids >= per then
+      g = {r = m.r, del = m.del, att = m.att, ids = {}, recs = {}, metas = {}}
+      groups[key] = g; order[#order + 1] = g
+    end
+    g.ids[#g.ids + 1] = id; g.recs[#g.recs + 1] = rec or '{}'; g.metas[#g.metas + 1] = m
     moved = moved + 1
   end
 end
-if #due > 0 then chunked('ZREM', z, nil, due) end
+for _, g in ipairs(order) do add_entry(pfx, g.r, g.del, g.att, g.ids, g.recs, g.metas) end
+if #unpark > 0 then chunked('HDEL', pfx .. 'parked', unpark) end
+chunked('ZREM', dk, due)
 return tostring(moved)
 "#;
 
-/// Returns entries idle longer than their lease to their stream, or to the
-/// dead letters after `max_deliveries`. Idle time is measured by Redis
-/// (reset by delivery and by RENEW), so worker clocks do not matter. The
-/// leases of a whole XPENDING page are read in one HMGET, so leases still
-/// running cost no command each.
-/// ARGV: pfx, now, seq_base, max_deliveries, scan_limit.
-/// Reply: 2 per job: job id, '1' if dead else '0' (the caller reads kinds
-/// from the specs: this path is rare, submission is not).
+/// Returns entries idle past their lease: their unfinished jobs go back as
+/// one new entry, or to the dead letters once delivered `max_deliveries`
+/// times. ARGV: pfx, now, max_deliveries, scan. Reply: 3 per job: id,
+/// '1' if dead else '0', record.
 const RECLAIM: &str = r#"
-local pfx, now, seq, maxdel, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local counts, lk = KEYS[1], lkey(pfx)
-local out, i = {}, 0
+local pfx, now, maxdel, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
 for r = 0, 3 do
   local s = skey(pfx, r)
-  local pend = redis.pcall('XPENDING', s, GROUP, 'IDLE', 1, '-', '+', scan)
-  if type(pend) == 'table' and not pend.err and #pend > 0 then
-    local fields = {}
-    for k, p in ipairs(pend) do fields[k] = lfield(r, p[1]) end
-    local vals = hmget_all(lk, fields)
-    for k, p in ipairs(pend) do
-      local eid, idle = p[1], tonumber(p[3])
-      local l = parse_lease(r, eid, vals[k])
-      if not l then
-        redis.call('XACK', s, GROUP, eid)
-        redis.call('XDEL', s, eid)
-      elseif idle >= l.lms then
-        local jid = l.jid
-        local jk = pfx .. 'job:' .. jid
-        end_lease(pfx, r, jk, jid, l)
-        incr(counts, 'run', -1)
-        local dead = l.del >= maxdel
-        if dead then
-          to_dead(pfx, jk, jid, now, 'delivered ' .. l.del .. ' times without finishing (its lease expired each time)')
-          incr(counts, 'dead', 1)
-        else
-          requeue(pfx, jk, jid, r, now, seq + i)
-          i = i + 1
-          incr(counts, 'q' .. r, 1)
+  local pending = redis.call('XPENDING', s, GROUP, '-', '+', scan)
+  for _, p in ipairs(pending) do
+    local eid, idle = p[1], tonumber(p[3])
+    local key = r .. ':' .. eid
+    local open, lms = eparse(redis.call('HGET', ekey(pfx), key))
+    if idle >= lms then
+      local e = redis.call('XRANGE', s, eid, eid)
+      local ids, recs, metas, hdr = {}, {}, {}, '0|0'
+      if e[1] then
+        local f = e[1][2]
+        hdr = f[2]
+        local all = {}
+        for i = 3, #f, 2 do all[#all + 1] = f[i] end
+        local vals = hmget_all(mkey(pfx), all)
+        for i = 1, #all do
+          if queued_in(vals[i], r, eid) then
+            ids[#ids + 1] = all[i]; recs[#recs + 1] = f[2 * i + 2]; metas[#metas + 1] = mparse(vals[i])
+          end
         end
-        out[#out + 1] = jid
-        out[#out + 1] = dead and '1' or '0'
+      end
+      redis.call('XACK', s, GROUP, eid)
+      redis.call('HDEL', ekey(pfx), key)
+      incr(KEYS[1], 'run', -#ids)
+      local del, att = string.match(hdr, '^(%d+)|(%d+)$')
+      local delivered = (tonumber(del) or 0) + 1
+      if delivered >= maxdel then
+        local err = 'delivered ' .. delivered .. ' times without finishing (its worker died or hung each time)'
+        for i = 1, #ids do
+          metas[i].del = tostring(delivered)
+          to_dead(pfx, ids[i], metas[i], now, err)
+          out[#out + 1] = ids[i]; out[#out + 1] = '1'; out[#out + 1] = recs[i]
+        end
+      elseif #ids > 0 then
+        add_entry(pfx, r, tostring(delivered), att or '0', ids, recs, metas)
+        for i = 1, #ids do
+          out[#out + 1] = ids[i]; out[#out + 1] = '0'; out[#out + 1] = recs[i]
+        end
       end
     end
   end
@@ -498,103 +514,123 @@ end
 return out
 "#;
 
-/// Cancels a queued, scheduled or retry-pending job. ARGV: pfx, now, job
-/// id, index_len. Reply: 'ok', 'nf' (not found) or the current status.
+/// Cancels a queued, scheduled or failed job. ARGV: pfx, now, id,
+/// index_len. Reply: 'ok', 'nf' or the status that forbids it.
 const CANCEL: &str = r#"
-local pfx, now, jid, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local counts = KEYS[1]
-local jk = pfx .. 'job:' .. jid
-local h = redis.call('HMGET', jk, 'st', 'pr', 'ent')
-if not h[1] then return 'nf' end
-if h[1] == 'queued' then
-  if h[3] and redis.call('HEXISTS', lkey(pfx), lfield(h[2], h[3])) == 1 then return 'running' end
-  redis.call('XDEL', skey(pfx, h[2]), h[3])
-  incr(counts, 'q' .. h[2], -1)
-elseif h[1] == 'scheduled' or h[1] == 'failed' then
-  redis.call('ZREM', pfx .. 'delayed', jid)
-  incr(counts, h[1] == 'scheduled' and 'sched' or 'retry', -1)
+local pfx, now, id, len = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local m = mparse(redis.call('HGET', mkey(pfx), id))
+if not m then return 'nf' end
+if m.st == 'q' then
+  if is_pending(skey(pfx, m.r), m.ent) then return 'running' end
+  local key = m.r .. ':' .. m.ent
+  local open, lms, at = eparse(redis.call('HGET', ekey(pfx), key))
+  redis.call('HSET', ekey(pfx), key, (open - 1) .. '|' .. lms .. '|' .. at)
+  incr(KEYS[1], 'q' .. m.r, -1)
+elseif m.st == 's' or m.st == 'f' then
+  redis.call('ZREM', pfx .. 'delayed', id)
+  incr(KEYS[1], m.st == 's' and 'sched' or 'retry', -1)
 else
-  return h[1]
+  local names = {c = 'completed', d = 'dead', x = 'cancelled'}
+  return names[m.st] or 'unknown'
 end
-redis.call('HSET', jk, 'st', 'cancelled', 'fin', now)
-redis.call('HDEL', jk, 'ent')
-incr(counts, 'cancel', 1)
-local idx = pfx .. 'finished:cancelled'
-redis.call('LPUSH', idx, jid)
-redis.call('LTRIM', idx, 0, cap - 1)
+m.st, m.fin = 'x', now
+redis.call('HSET', mkey(pfx), id, mformat(m))
+incr(KEYS[1], 'cancel', 1)
+finished(pfx, 'cancelled', {id}, len)
 return 'ok'
 "#;
 
-/// Re-queues a dead job. ARGV: pfx, now, seq, job id, reset (1/0).
-/// Reply: 'ok', 'nf' or the current status.
+/// Re-queues a dead job. ARGV: pfx, now, id, reset (1/0). Reply: 'ok',
+/// 'nf' or the status that forbids it.
 const RETRY_DEAD: &str = r#"
-local pfx, now, seq, jid, reset = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local counts = KEYS[1]
-local jk = pfx .. 'job:' .. jid
-local h = redis.call('HMGET', jk, 'st', 'pr', 'dent')
-if not h[1] then return 'nf' end
-if h[1] ~= 'dead' then return h[1] end
-if h[3] then redis.call('XDEL', pfx .. 'dead', h[3]) end
-redis.call('HDEL', jk, 'dent')
-if reset == '1' then redis.call('HSET', jk, 'att', 0, 'del', 0) end
-redis.call('HSET', jk, 'run', now)
-requeue(pfx, jk, jid, h[2], now, seq)
-incr(counts, 'dead', -1)
-incr(counts, 'q' .. h[2], 1)
+local pfx, now, id, reset = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local m = mparse(redis.call('HGET', mkey(pfx), id))
+if not m then return 'nf' end
+if m.st ~= 'd' then
+  local names = {q = 'queued', s = 'scheduled', f = 'failed', c = 'completed', x = 'cancelled'}
+  return names[m.st] or 'unknown'
+end
+local rec = record_of(pfx, id, m)
+if m.ent == '-' then redis.call('HDEL', pfx .. 'parked', id) end
+if m.dent ~= '' then redis.call('XDEL', pfx .. 'dead', m.dent) end
+m.dent, m.fin, m.run = '', '', now
+incr(KEYS[1], 'dead', -1)
+add_entry(pfx, m.r, m.del, reset == '1' and '0' or m.att, {id}, {rec or '{}'}, {m})
 return 'ok'
 "#;
 
-/// Ids of up to `limit` jobs with a status, examining at most `scan`
-/// candidates. ARGV: pfx, status, limit, scan. Reply: job ids. A running
-/// job is one with a lease (its hash still says `queued`).
+/// Reads jobs. ARGV: pfx, then ids. Reply per id: {meta, record, running
+/// ('1'/'0'), lease start}; meta '' for an unknown id.
+const READ: &str = r#"
+local pfx = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local v = redis.call('HGET', mkey(pfx), id)
+  local m = mparse(v)
+  if not m then
+    out[#out + 1] = {'', '', '0', ''}
+  else
+    local running, at = '0', ''
+    if m.st == 'q' and is_pending(skey(pfx, m.r), m.ent) then
+      running = '1'
+      local _, _, leased = eparse(redis.call('HGET', ekey(pfx), m.r .. ':' .. m.ent))
+      at = tostring(leased)
+    end
+    out[#out + 1] = {v, record_of(pfx, id, m) or '', running, at}
+  end
+end
+return out
+"#;
+
+/// Lists up to `limit` ids that may have `status` (the caller reads and
+/// filters them). ARGV: pfx, status, limit, scan.
 const LIST: &str = r#"
 local pfx, status, limit, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-local lk = lkey(pfx)
-local function consider(jid)
-  if #out >= limit then return end
-  local h = redis.call('HMGET', pfx .. 'job:' .. jid, 'st', 'ent', 'pr')
-  local leased = h[1] == 'queued' and h[2] and h[3] and redis.call('HEXISTS', lk, lfield(h[3], h[2])) == 1
-  if status == 'running' then
-    if leased then out[#out + 1] = jid end
-  elseif not leased and h[1] == status then
-    out[#out + 1] = jid
-  end
-end
-local function entry_jobs(es)
-  for _, e in ipairs(es) do
+local function add(id) if #out < limit then out[#out + 1] = id end end
+local function jobs_of(f) for i = 3, #f, 2 do add(f[i]) end end
+if status == 'completed' or status == 'cancelled' then
+  return redis.call('LRANGE', pfx .. 'finished:' .. status, 0, limit - 1)
+elseif status == 'dead' then
+  for _, e in ipairs(redis.call('XREVRANGE', pfx .. 'dead', '+', '-', 'COUNT', limit)) do
     local f = e[2]
-    for k = 1, #f, 2 do if f[k] == 'j' then consider(f[k + 1]) end end
-  end
-end
-if status == 'queued' or status == 'running' then
-  for r = 0, 3 do
-    local s = skey(pfx, r)
-    if redis.call('EXISTS', s) == 1 then
-      local last = last_delivered(s)
-      if status == 'queued' then
-        entry_jobs(redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', scan))
-      else
-        entry_jobs(redis.call('XRANGE', s, '-', last, 'COUNT', scan))
-      end
-    end
+    for i = 1, #f, 2 do if f[i] == 'j' then add(f[i + 1]) end end
   end
 elseif status == 'scheduled' or status == 'failed' then
-  for _, jid in ipairs(redis.call('ZRANGE', pfx .. 'delayed', 0, scan - 1)) do consider(jid) end
-elseif status == 'dead' then
-  entry_jobs(redis.call('XRANGE', pfx .. 'dead', '-', '+', 'COUNT', scan))
-else
-  for _, jid in ipairs(redis.call('LRANGE', pfx .. 'finished:' .. status, 0, scan - 1)) do consider(jid) end
+  for _, id in ipairs(redis.call('ZRANGE', pfx .. 'delayed', 0, scan - 1)) do add(id) end
+elseif status == 'running' then
+  for r = 0, 3 do
+    for _, p in ipairs(redis.call('XPENDING', skey(pfx, r), GROUP, '-', '+', scan)) do
+      local e = redis.call('XRANGE', skey(pfx, r), p[1], p[1])
+      if e[1] then jobs_of(e[1][2]) end
+    end
+  end
+elseif status == 'queued' then
+  for r = 0, 3 do
+    local last = '0-0'
+    local groups = redis.pcall('XINFO', 'GROUPS', skey(pfx, r))
+    if type(groups) == 'table' and not groups.err then
+      for _, g in ipairs(groups) do
+        local name, l = nil, nil
+        for i = 1, #g, 2 do
+          if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then l = g[i + 1] end
+        end
+        if name == GROUP then last = l end
+      end
+    end
+    for _, e in ipairs(redis.call('XRANGE', skey(pfx, r), '(' .. last, '+', 'COUNT', scan)) do
+      jobs_of(e[2])
+    end
+  end
 end
 return out
 "#;
 
-/// One script, named for errors and logs.
-#[derive(Debug)]
+/// A script and its SHA1 (for EVALSHA).
+#[derive(Debug, Clone)]
 pub(crate) struct LuaScript {
-    /// Its SHA1, for EVALSHA.
     pub sha: String,
-    /// Prelude plus body, for SCRIPT LOAD.
     pub code: String,
 }
 
@@ -611,8 +647,7 @@ impl LuaScript {
 pub(crate) struct Scripts {
     pub ensure_groups: LuaScript,
     pub enqueue: LuaScript,
-    pub peek: LuaScript,
-    pub claim: LuaScript,
+    pub lease: LuaScript,
     pub complete: LuaScript,
     pub fail: LuaScript,
     pub release: LuaScript,
@@ -622,6 +657,7 @@ pub(crate) struct Scripts {
     pub reclaim: LuaScript,
     pub cancel: LuaScript,
     pub retry_dead: LuaScript,
+    pub read: LuaScript,
     pub list: LuaScript,
 }
 
@@ -630,8 +666,7 @@ impl Scripts {
         Scripts {
             ensure_groups: LuaScript::new(ENSURE_GROUPS),
             enqueue: LuaScript::new(ENQUEUE),
-            peek: LuaScript::new(PEEK),
-            claim: LuaScript::new(CLAIM),
+            lease: LuaScript::new(LEASE),
             complete: LuaScript::new(COMPLETE),
             fail: LuaScript::new(FAIL),
             release: LuaScript::new(RELEASE),
@@ -641,6 +676,7 @@ impl Scripts {
             reclaim: LuaScript::new(RECLAIM),
             cancel: LuaScript::new(CANCEL),
             retry_dead: LuaScript::new(RETRY_DEAD),
+            read: LuaScript::new(READ),
             list: LuaScript::new(LIST),
         }
     }
@@ -650,8 +686,7 @@ impl Scripts {
         [
             &self.ensure_groups,
             &self.enqueue,
-            &self.peek,
-            &self.claim,
+            &self.lease,
             &self.complete,
             &self.fail,
             &self.release,
@@ -661,6 +696,7 @@ impl Scripts {
             &self.reclaim,
             &self.cancel,
             &self.retry_dead,
+            &self.read,
             &self.list,
         ]
     }

@@ -227,11 +227,13 @@ pub async fn dead_letter_then_retry(backend: Arc<dyn QueueBackend>) {
 }
 
 /// Under a backlog, every critical job is leased before any high, medium
-/// or low one, and FIFO within a priority, across fetch batches.
+/// or low one, across fetch batches, and FIFO within a priority and
+/// partition (the ordering a partitioned queue promises; the embedded
+/// backend, with one partition, is FIFO within a priority).
 pub async fn priority_order(backend: Arc<dyn QueueBackend>) {
     let observers = Observers::default();
     let client = client(&backend, &observers);
-    let mut expected: Vec<(Priority, JobId)> = Vec::new();
+    let mut submitted: Vec<(Priority, JobId)> = Vec::new();
     for priority in [
         Priority::Low,
         Priority::Medium,
@@ -244,7 +246,7 @@ pub async fn priority_order(backend: Arc<dyn QueueBackend>) {
             .map(|i| JobSpec::new("p", serde_json::json!(i)).priority(priority))
             .collect();
         for id in client.submit_batch(specs).await.unwrap() {
-            expected.push((priority, id));
+            submitted.push((priority, id));
         }
     }
     let stats = client.stats().await.unwrap();
@@ -257,8 +259,7 @@ pub async fn priority_order(backend: Arc<dyn QueueBackend>) {
         ),
         (30, 15, 15, 30)
     );
-    expected.sort_by_key(|(p, _)| *p); // stable: keeps submission order within a priority
-    let mut leased = Vec::new();
+    let mut leased: Vec<(Priority, u32, JobId)> = Vec::new();
     loop {
         let batch = backend
             .fetch("c1", 7, Duration::from_secs(30), now_ms())
@@ -267,9 +268,29 @@ pub async fn priority_order(backend: Arc<dyn QueueBackend>) {
         if batch.is_empty() {
             break;
         }
-        leased.extend(batch.into_iter().map(|l| (l.job.priority, l.job.id)));
+        assert!(batch.len() <= 7, "a fetch hands out at most what it asked");
+        leased.extend(
+            batch
+                .into_iter()
+                .map(|l| (l.job.priority, l.job.partition, l.job.id)),
+        );
     }
-    assert_eq!(leased, expected);
+    assert_eq!(leased.len(), submitted.len(), "every job leased once");
+    assert!(
+        leased.windows(2).all(|w| w[0].0 <= w[1].0),
+        "strict priority: {:?}",
+        leased.iter().map(|l| l.0).collect::<Vec<_>>()
+    );
+    let partition: std::collections::HashMap<JobId, u32> =
+        leased.iter().map(|(_, p, id)| (*id, *p)).collect();
+    let mut fifo: Vec<(Priority, u32, JobId)> = submitted
+        .iter()
+        .map(|(priority, id)| (*priority, partition[id], *id))
+        .collect();
+    fifo.sort_by_key(|(priority, p, _)| (*priority, *p)); // stable: submission order
+    let mut by_partition = leased.clone();
+    by_partition.sort_by_key(|(priority, p, _)| (*priority, *p)); // stable: lease order
+    assert_eq!(by_partition, fifo, "FIFO within a priority and partition");
 }
 
 /// A handler that overruns its timeout is cancelled and the job retried.
