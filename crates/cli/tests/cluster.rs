@@ -48,6 +48,23 @@ impl Http {
         })
     }
 
+    /// The answer, or `None` for a 404 (a replica that has not heard of
+    /// the resource yet: replication is asynchronous).
+    fn get_if_known(&self, url: &str) -> Option<Value> {
+        self.runtime.block_on(async {
+            let response = self.client.get(url).send().await.unwrap();
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return None;
+            }
+            assert!(
+                response.status().is_success(),
+                "GET {url}: {}",
+                response.status()
+            );
+            Some(response.json().await.unwrap())
+        })
+    }
+
     fn post(&self, url: &str, body: Value) -> Value {
         self.runtime.block_on(async {
             let response = self.client.post(url).json(&body).send().await.unwrap();
@@ -366,9 +383,13 @@ fn workflows_run_in_dependency_order_across_the_cluster() {
         let mut running = false;
         for id in &ids {
             for member in members {
-                let summary = http.get(&member.url(&format!("/workflows/{id}")));
-                running |= summary["status"] == "running";
-                seen.push(summary);
+                match http.get_if_known(&member.url(&format!("/workflows/{id}"))) {
+                    Some(summary) => {
+                        running |= summary["status"] == "running";
+                        seen.push(summary);
+                    }
+                    None => running = true,
+                }
             }
         }
         if !running {
