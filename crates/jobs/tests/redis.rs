@@ -645,8 +645,7 @@ async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
     let entries = stream_fields(&mut conn, &stream).await;
     assert_eq!(entries.len(), 1, "one entry for the batch");
     assert_eq!(entries[0].1.len(), 7, "a header and six records");
-    let meta_before: HashMap<String, String> =
-        conn.hgetall(format!("{prefix}meta")).await.unwrap();
+    let meta_before: HashMap<String, String> = conn.hgetall(format!("{prefix}meta")).await.unwrap();
 
     let first = backend
         .fetch("c", 1, Duration::from_secs(30), now_ms())
@@ -654,8 +653,7 @@ async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
         .unwrap();
     assert_eq!(first.len(), 1, "a fetch hands out what it asked for");
     assert_eq!(first[0].job.id, ids[0]);
-    let meta_leased: HashMap<String, String> =
-        conn.hgetall(format!("{prefix}meta")).await.unwrap();
+    let meta_leased: HashMap<String, String> = conn.hgetall(format!("{prefix}meta")).await.unwrap();
     assert_eq!(meta_before, meta_leased, "leasing writes no job state");
     for id in &ids {
         let seen = client.get(*id).await.unwrap().unwrap();

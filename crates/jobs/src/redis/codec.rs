@@ -49,8 +49,8 @@ struct RecordIn {
     idempotency_key: Option<String>,
 }
 
-/// Encodes the immutable part of `job`: its record.
-pub(crate) fn encode_record(job: &Job) -> Result<String, BackendError> {
+/// Encodes the immutable part of `job`, stored in `partition`: its record.
+pub(crate) fn encode_record(job: &Job, partition: u32) -> Result<String, BackendError> {
     serde_json::to_string(&RecordOut {
         kind: &job.kind,
         payload: &job.payload,
@@ -59,7 +59,7 @@ pub(crate) fn encode_record(job: &Job) -> Result<String, BackendError> {
         timeout_ms: job.timeout_ms,
         created_at: job.created_at,
         run_at: job.run_at,
-        partition: job.partition,
+        partition,
         metadata: &job.metadata,
         idempotency_key: &job.idempotency_key,
     })
@@ -127,10 +127,6 @@ pub(crate) struct Meta {
     pub result: String,
 }
 
-fn opt(value: Option<impl ToString>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
-}
-
 impl Meta {
     /// Parses a meta value; `None` if it is not one.
     pub fn parse(text: &str) -> Option<Meta> {
@@ -183,22 +179,29 @@ impl Meta {
 
     /// The value as stored.
     pub fn format(&self) -> String {
-        format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}",
-            self.status,
-            self.rank,
-            self.entry,
-            self.attempts,
-            self.deliveries,
-            opt(self.run_at),
-            opt(self.started_at),
-            opt(self.finished_at),
-            opt(self.progress),
-            self.dead_entry,
-            self.last_error.len(),
-            self.last_error,
-            self.result
-        )
+        use std::fmt::Write;
+        let mut out = String::with_capacity(48 + self.last_error.len() + self.result.len());
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{}|{}|{}|{}|{}|",
+            self.status, self.rank, self.entry, self.attempts, self.deliveries
+        );
+        for value in [self.run_at, self.started_at, self.finished_at] {
+            if let Some(v) = value {
+                let _ = write!(out, "{v}");
+            }
+            out.push('|');
+        }
+        if let Some(p) = self.progress {
+            let _ = write!(out, "{p}");
+        }
+        out.push('|');
+        out.push_str(&self.dead_entry);
+        let _ = write!(out, "|{}|", self.last_error.len());
+        out.push_str(&self.last_error);
+        out.push_str(&self.result);
+        out
     }
 
     /// The job's status (`running` needs the entry's lease, see [`job_from`]).
@@ -237,9 +240,10 @@ pub(crate) fn job_from(
     job.progress = meta.progress;
     job.last_error = Some(meta.last_error.clone()).filter(|e| !e.is_empty());
     if !meta.result.is_empty() {
-        job.result = Some(serde_json::from_str(&meta.result).map_err(|e| {
-            BackendError::Storage(format!("job {id}: unreadable result: {e}"))
-        })?);
+        job.result = Some(
+            serde_json::from_str(&meta.result)
+                .map_err(|e| BackendError::Storage(format!("job {id}: unreadable result: {e}")))?,
+        );
     }
     if let (JobStatus::Queued, Some(started)) = (job.status, lease) {
         job.status = JobStatus::Running;
@@ -318,7 +322,7 @@ mod tests {
             .idempotency_key("k")
             .into_job(JobId::new_random(), 3, 1_000, &Default::default())
             .unwrap();
-        let record = encode_record(&job).unwrap();
+        let record = encode_record(&job, job.partition).unwrap();
         assert_eq!(kind_of(&record), "mail");
         assert_eq!(kind_of("not json"), "");
         assert_eq!(decode_record(job.id, &record).unwrap(), job);
@@ -349,11 +353,20 @@ mod tests {
         assert_eq!(finished.status, JobStatus::Completed);
         assert_eq!(finished.result, Some(serde_json::json!([1, 2])));
         assert_eq!(finished.last_error.as_deref(), Some("a|b 1|2"));
-        assert_eq!((finished.run_at, finished.finished_at), (1_200, Some(2_000)));
+        assert_eq!(
+            (finished.run_at, finished.finished_at),
+            (1_200, Some(2_000))
+        );
         // What ENQUEUE writes for a delayed job.
         let scheduled = Meta::parse("s|0|-|0|0|5000|||||0|").unwrap();
         assert_eq!((scheduled.status, scheduled.run_at), ('s', Some(5_000)));
-        for bad in ["", "q", "q|9|e|0|0||||||0|", "q|1|e|x|0||||||0|", "q|1|e|0|0||||||5|ab"] {
+        for bad in [
+            "",
+            "q",
+            "q|9|e|0|0||||||0|",
+            "q|1|e|x|0||||||0|",
+            "q|1|e|0|0||||||5|ab",
+        ] {
             assert_eq!(Meta::parse(bad), None, "{bad}");
         }
     }

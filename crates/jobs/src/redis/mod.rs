@@ -40,7 +40,8 @@ mod plan;
 mod scripts;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -143,16 +144,24 @@ impl RedisConfig {
     }
 }
 
+/// A leased entry whose jobs are not all handed to callers yet.
+#[derive(Debug)]
+struct HeldEntry {
+    partition: u32,
+    rank: usize,
+    entry: String,
+    consumer: String,
+    lease_ms: u64,
+    /// When its lease was last renewed, ms since the epoch.
+    renewed_at: AtomicU64,
+}
+
 /// A leased job not yet handed to a caller (its entry held more than the
 /// fetch asked for).
 #[derive(Debug)]
 struct HeldJob {
     lease: Lease,
-    partition: u32,
-    entry: String,
-    consumer: String,
-    lease_ms: u64,
-    renewed_at: u64,
+    entry: Arc<HeldEntry>,
 }
 
 /// The Redis Streams backend. Cheap to share as `Arc<dyn QueueBackend>`;
@@ -229,8 +238,8 @@ fn millis(duration: Duration) -> u64 {
     duration.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-fn outcome(flag: &str) -> AckOutcome {
-    if flag == "1" {
+fn outcome(flag: char) -> AckOutcome {
+    if flag == '1' {
         AckOutcome::Ok
     } else {
         AckOutcome::LeaseLost
@@ -487,8 +496,7 @@ impl RedisBackend {
             let entries: Vec<LeasedEntry> = reply(value, "lease")?;
             for (entry, fields, metas) in entries {
                 self.unpack_entry(
-                    *partition, rank, entry, &fields, &metas, consumer, lease_ms, now_ms,
-                    &mut held,
+                    *partition, rank, entry, &fields, &metas, consumer, lease_ms, now_ms, &mut held,
                 );
             }
         }
@@ -516,11 +524,36 @@ impl RedisBackend {
             .and_then(|(d, a)| Some((d.parse::<u32>().ok()?, a.parse::<u32>().ok()?)))
             .unwrap_or((0, 0));
         let deliveries = deliveries.saturating_add(1);
-        for (i, pair) in fields.get(2..).unwrap_or_default().chunks_exact(2).enumerate() {
+        let held = Arc::new(HeldEntry {
+            partition,
+            rank,
+            entry,
+            consumer: consumer.to_string(),
+            lease_ms,
+            renewed_at: AtomicU64::new(now_ms),
+        });
+        // One token per entry: the receipt names the job besides it.
+        let token = Token {
+            partition,
+            rank,
+            entry: held.entry.clone(),
+            consumer: held.consumer.clone(),
+            attempts,
+            deliveries,
+            started: now_ms,
+        }
+        .encode();
+        let priority = Priority::from_rank(rank);
+        for (i, pair) in fields
+            .get(2..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .enumerate()
+        {
             let id: JobId = match pair[0].parse() {
                 Ok(id) => id,
                 Err(_) => {
-                    tracing::error!(%entry, "stream entry with an invalid job id skipped");
+                    tracing::error!(entry = %held.entry, "stream entry with an invalid job id skipped");
                     continue;
                 }
             };
@@ -539,32 +572,19 @@ impl RedisBackend {
             job.attempts = attempts;
             job.deliveries = deliveries;
             job.started_at = Some(now_ms);
-            let token = Token {
-                partition,
-                rank,
-                entry: entry.clone(),
-                consumer: consumer.to_string(),
-                attempts,
-                deliveries,
-                started: now_ms,
-            };
             out.push(HeldJob {
                 lease: Lease {
                     receipt: Receipt {
                         job_id: id,
                         kind: job.kind.clone(),
-                        priority: Priority::from_rank(rank).unwrap_or(job.priority),
-                        token: token.encode(),
+                        priority: priority.unwrap_or(job.priority),
+                        token: token.clone(),
                     },
                     delivery_count: deliveries,
                     expires_at: now_ms.saturating_add(lease_ms),
                     job,
                 },
-                partition,
-                entry: entry.clone(),
-                consumer: consumer.to_string(),
-                lease_ms,
-                renewed_at: now_ms,
+                entry: held.clone(),
             });
         }
     }
@@ -573,24 +593,29 @@ impl RedisBackend {
     /// lease (so jobs waiting in this process keep their lease), marking
     /// them renewed.
     fn renew_held(&self, now_ms: u64) -> Vec<Cmd> {
-        let mut due: HashMap<(u32, u64, String), Vec<(usize, String)>> = HashMap::new();
-        let mut held = self.held.lock();
-        for (rank, queue) in held.iter_mut().enumerate() {
-            for job in queue.iter_mut() {
-                if now_ms.saturating_sub(job.renewed_at) >= job.lease_ms / 3 {
-                    job.renewed_at = now_ms;
-                    job.lease.expires_at = now_ms.saturating_add(job.lease_ms);
-                    due.entry((job.partition, job.lease_ms, job.consumer.clone()))
-                        .or_default()
-                        .push((rank, job.entry.clone()));
+        let mut due: HashMap<(u32, u64, &str), Vec<(usize, &str)>> = HashMap::new();
+        let mut entries: Vec<Arc<HeldEntry>> = Vec::new();
+        {
+            let mut held = self.held.lock();
+            for job in held.iter_mut().flatten() {
+                let entry = &job.entry;
+                let last = entry.renewed_at.load(Ordering::Relaxed);
+                if last == now_ms || now_ms.saturating_sub(last) >= entry.lease_ms / 3 {
+                    if last != now_ms {
+                        entry.renewed_at.store(now_ms, Ordering::Relaxed);
+                        entries.push(entry.clone());
+                    }
+                    job.lease.expires_at = now_ms.saturating_add(entry.lease_ms);
                 }
             }
         }
-        drop(held);
+        for entry in &entries {
+            due.entry((entry.partition, entry.lease_ms, entry.consumer.as_str()))
+                .or_default()
+                .push((entry.rank, entry.entry.as_str()));
+        }
         due.into_iter()
-            .map(|((p, lease_ms, consumer), mut entries)| {
-                entries.sort();
-                entries.dedup();
+            .map(|((p, lease_ms, consumer), entries)| {
                 let mut cmd = self.script(&self.scripts.renew, p);
                 cmd.arg(lease_ms).arg(consumer);
                 for (rank, entry) in entries {
@@ -640,9 +665,9 @@ impl RedisBackend {
         let cmds = groups.iter().map(|(p, items)| build(*p, items)).collect();
         let replies = self.run(cmds).await?;
         for ((_, items), value) in groups.iter().zip(replies) {
-            let flags: Vec<String> = reply(value, "acknowledgement")?;
-            for ((i, _, _), flag) in items.iter().zip(flags) {
-                outcomes[*i] = outcome(&flag);
+            let flags: String = reply(value, "acknowledgement")?;
+            for ((i, _, _), flag) in items.iter().zip(flags.chars()) {
+                outcomes[*i] = outcome(flag);
             }
         }
         Ok(outcomes)
@@ -725,8 +750,6 @@ impl QueueBackend for RedisBackend {
                 .arg(self.config.entry_jobs.clamp(1, 1_000));
             for &i in members {
                 let job = &jobs[i];
-                let mut stored = job.clone();
-                stored.partition = *p;
                 let run_at = if job.status == JobStatus::Scheduled {
                     job.run_at.to_string()
                 } else {
@@ -735,7 +758,7 @@ impl QueueBackend for RedisBackend {
                 cmd.arg(job.id.to_string())
                     .arg(job.priority.rank())
                     .arg(run_at)
-                    .arg(encode_record(&stored)?)
+                    .arg(encode_record(job, *p)?)
                     .arg(job.idempotency_key.as_deref().unwrap_or(""));
             }
             cmds.push(cmd);
@@ -754,18 +777,18 @@ impl QueueBackend for RedisBackend {
             })
             .collect();
         for ((_, members), value) in groups.iter().zip(replies) {
-            let existing: Vec<String> = reply(value, "enqueue")?;
-            for (&i, existing) in members.iter().zip(existing) {
-                if !existing.is_empty() {
-                    out[i] = Enqueued {
-                        id: existing.parse().map_err(|_| {
-                            BackendError::Storage(format!(
-                                "redis: idempotency key maps to an invalid id {existing:?}"
-                            ))
-                        })?,
-                        duplicate: true,
-                    };
-                }
+            let duplicates: Vec<String> = reply(value, "enqueue")?;
+            for pair in duplicates.chunks_exact(2) {
+                let slot = pair[0].parse::<usize>().ok().and_then(|k| members.get(k));
+                let (Some(&i), Ok(id)) = (slot, pair[1].parse::<JobId>()) else {
+                    return Err(BackendError::Storage(format!(
+                        "redis: enqueue reported an unreadable duplicate {pair:?}"
+                    )));
+                };
+                out[i] = Enqueued {
+                    id,
+                    duplicate: true,
+                };
             }
         }
         Ok(out)
@@ -840,30 +863,38 @@ impl QueueBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let results: Vec<String> = done.iter().map(|c| self.encode_result(&c.result)).collect();
-        let groups = self.by_partition(done.iter().map(|c| &c.receipt));
+        let mut groups = self.by_partition(done.iter().map(|c| &c.receipt));
+        // The script checks each entry once: its receipts go together.
+        for items in groups.values_mut() {
+            items.sort_by(|a, b| (a.1.rank, &a.1.entry).cmp(&(b.1.rank, &b.1.entry)));
+        }
         self.per_item(done.len(), groups, |p, items| {
             let mut cmd = self.script(&self.scripts.complete, p);
             cmd.arg(self.config.finished_index_len.max(1));
-            for (i, token, receipt) in items {
-                let meta = Meta {
-                    status: 'c',
-                    rank: token.rank,
-                    entry: token.entry.clone(),
-                    attempts: token.attempts.saturating_add(1),
-                    deliveries: token.deliveries,
-                    run_at: None,
-                    started_at: Some(token.started),
-                    finished_at: Some(now_ms),
-                    progress: None,
-                    dead_entry: String::new(),
-                    last_error: String::new(),
-                    result: results[*i].clone(),
-                };
-                cmd.arg(token.rank)
-                    .arg(&token.entry)
-                    .arg(receipt.job_id.to_string())
-                    .arg(if token.attempts > 0 { "1" } else { "0" })
-                    .arg(meta.format());
+            for same_entry in
+                items.chunk_by(|a, b| (a.1.rank, &a.1.entry) == (b.1.rank, &b.1.entry))
+            {
+                let first = &same_entry[0].1;
+                cmd.arg(first.rank).arg(&first.entry).arg(same_entry.len());
+                for (i, token, receipt) in same_entry {
+                    let meta = Meta {
+                        status: 'c',
+                        rank: token.rank,
+                        entry: token.entry.clone(),
+                        attempts: token.attempts.saturating_add(1),
+                        deliveries: token.deliveries,
+                        run_at: None,
+                        started_at: Some(token.started),
+                        finished_at: Some(now_ms),
+                        progress: None,
+                        dead_entry: String::new(),
+                        last_error: String::new(),
+                        result: results[*i].clone(),
+                    };
+                    cmd.arg(receipt.job_id.to_string())
+                        .arg(if token.attempts > 0 { "1" } else { "0" })
+                        .arg(meta.format());
+                }
             }
             cmd
         })
@@ -897,7 +928,12 @@ impl QueueBackend for RedisBackend {
             .arg(token.deliveries)
             .arg(token.started);
         let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
-        Ok(outcome(&reply::<String>(value, "fail")?))
+        Ok(outcome(
+            reply::<String>(value, "fail")?
+                .chars()
+                .next()
+                .unwrap_or('0'),
+        ))
     }
 
     /// Also hands back every job this process holds unstarted (leased with
@@ -934,8 +970,12 @@ impl QueueBackend for RedisBackend {
         let groups = self.by_partition(receipts.iter());
         self.per_item(receipts.len(), groups, |p, items| {
             let mut cmd = self.script(&self.scripts.renew, p);
-            cmd.arg(lease_ms)
-                .arg(items.first().map(|(_, t, _)| t.consumer.as_str()).unwrap_or("renewer"));
+            cmd.arg(lease_ms).arg(
+                items
+                    .first()
+                    .map(|(_, t, _)| t.consumer.as_str())
+                    .unwrap_or("renewer"),
+            );
             for (_, token, _) in items {
                 cmd.arg(token.rank).arg(&token.entry);
             }
@@ -954,7 +994,12 @@ impl QueueBackend for RedisBackend {
             .arg(receipt.job_id.to_string())
             .arg(value.min(100));
         let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
-        Ok(outcome(&reply::<String>(value, "progress")?))
+        Ok(outcome(
+            reply::<String>(value, "progress")?
+                .chars()
+                .next()
+                .unwrap_or('0'),
+        ))
     }
 
     async fn promote_due(&self, now_ms: u64) -> Result<usize, BackendError> {

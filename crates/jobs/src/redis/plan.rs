@@ -30,7 +30,10 @@ mod tests {
 
     #[test]
     fn shares_follow_what_each_partition_holds() {
-        assert_eq!(shares(10, &[(0, 30), (1, 10), (2, 0)]), vec![(0, 8), (1, 3)]);
+        assert_eq!(
+            shares(10, &[(0, 30), (1, 10), (2, 0)]),
+            vec![(0, 8), (1, 3)]
+        );
         assert_eq!(shares(100, &[(0, 3), (1, 1)]), vec![(0, 3), (1, 1)]);
         assert_eq!(shares(1, &[(4, 1000), (5, 1)]), vec![(4, 1), (5, 1)]);
         assert!(shares(0, &[(0, 5)]).is_empty());

@@ -163,8 +163,9 @@ return 'OK'
 
 /// Stores a batch. ARGV: pfx, max_live, idem_ttl_ms, entry_jobs, then 5
 /// per job: id, rank, run_at ('' = ready now, else scheduled), record,
-/// idempotency key (or ''). Reply per job: '' when added, else the id of
-/// the existing job (same id, or the job first submitted with the key).
+/// idempotency key (or ''). Reply: for each job not added, its index in
+/// the call (from 0) and the id of the existing job (same id, or the job
+/// first submitted with the key); empty when all were added.
 ///
 /// Ready jobs of one priority become entries of up to `entry_jobs` jobs;
 /// the only per-job writes are the meta fields, one HSET per batch.
@@ -196,17 +197,14 @@ for i = 0, n - 1 do
     end
   end
   if dup then
-    out[#out + 1] = dup
+    out[#out + 1] = tostring(i); out[#out + 1] = dup
+  elseif run ~= '' then
+    parked[#parked + 1] = id; parked[#parked + 1] = rec
+    delayed[#delayed + 1] = run; delayed[#delayed + 1] = id
+    smeta[#smeta + 1] = id; smeta[#smeta + 1] = 's|' .. r .. '|-|0|0|' .. run .. '|||||0|'
   else
-    out[#out + 1] = ''
-    if run ~= '' then
-      parked[#parked + 1] = id; parked[#parked + 1] = rec
-      delayed[#delayed + 1] = run; delayed[#delayed + 1] = id
-      smeta[#smeta + 1] = id; smeta[#smeta + 1] = 's|' .. r .. '|-|0|0|' .. run .. '|||||0|'
-    else
-      local g = groups[tonumber(r) + 1]
-      g[#g + 1] = id; g[#g + 1] = rec
-    end
+    local g = groups[tonumber(r) + 1]
+    g[#g + 1] = id; g[#g + 1] = rec
   end
 end
 for r = 0, 3 do
@@ -285,54 +283,64 @@ end
 return out
 "#;
 
-/// Completes leases. ARGV: pfx, index_len, then 5 per job: rank, entry id,
-/// job id, merge flag, meta. Reply per job: '1' done, '0' lease lost.
+/// Completes leases. ARGV: pfx, index_len, then per entry: rank, entry
+/// id, k, and k times: job id, merge flag, meta. Reply per job: '1' done,
+/// '0' lease lost.
 ///
 /// A lease is held while its entry is pending and the job is still queued
-/// in it. The client builds each completed job's meta from its receipt;
-/// with the merge flag (the job failed before) the stored last error and
-/// run time are kept. A job named twice in a batch is completed once.
+/// in it (checked once per entry and with one HMGET for the batch). The
+/// client builds each completed job's meta from its receipt; with the
+/// merge flag (the job failed before) the stored last error and run time
+/// are kept. A job named twice in a batch is completed once.
 const COMPLETE: &str = r#"
 local pfx, len = ARGV[1], tonumber(ARGV[2])
-local n = (#ARGV - 2) / 5
-local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 5] end
+local ids, i = {}, 3
+while i <= #ARGV do
+  local k = tonumber(ARGV[i + 2])
+  for j = 0, k - 1 do ids[#ids + 1] = ARGV[i + 3 + j * 3] end
+  i = i + 3 + k * 3
+end
 local vals = hmget_all(mkey(pfx), ids)
-local pend, per_entry, seen, out, margs, done = {}, {}, {}, {}, {}, {}
-for i = 0, n - 1 do
-  local b = 2 + i * 5
-  local r, eid, id, merge, meta = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local key = r .. ':' .. eid
-  local ok = false
-  if not seen[id] and queued_in(vals[i + 1], r, eid) then
-    if pend[key] == nil then pend[key] = is_pending(skey(pfx, r), eid) end
-    ok = pend[key]
-  end
-  if ok then
-    seen[id] = true
-    if merge == '1' then
-      local old, new = mparse(vals[i + 1]), mparse(meta)
-      if old and new then new.err, new.run = old.err, old.run; meta = mformat(new) end
+local out, margs, done, seen, n = {}, {}, {}, {}, 0
+i = 3
+while i <= #ARGV do
+  local r, eid, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local pre = 'q|' .. r .. '|' .. eid .. '|'
+  local pending, finished_here = nil, 0
+  for j = 0, k - 1 do
+    local b = i + 3 + j * 3
+    local id, merge, meta = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+    n = n + 1
+    local v = vals[n]
+    local ok = false
+    if v and not seen[id] and string.find(v, pre, 1, true) == 1 then
+      if pending == nil then pending = is_pending(skey(pfx, r), eid) end
+      ok = pending
     end
-    margs[#margs + 1] = id; margs[#margs + 1] = meta
-    done[#done + 1] = id
-    per_entry[key] = (per_entry[key] or 0) + 1
-    out[#out + 1] = '1'
-  else
-    out[#out + 1] = '0'
+    if ok then
+      seen[id] = true
+      if merge == '1' then
+        local old, new = mparse(v), mparse(meta)
+        if old and new then new.err, new.run = old.err, old.run; meta = mformat(new) end
+      end
+      margs[#margs + 1] = id; margs[#margs + 1] = meta
+      done[#done + 1] = id
+      finished_here = finished_here + 1
+      out[#out + 1] = '1'
+    else
+      out[#out + 1] = '0'
+    end
   end
+  if finished_here > 0 then entry_done(pfx, r, eid, finished_here) end
+  i = i + 3 + k * 3
 end
 if #margs > 0 then
   chunked('HSET', mkey(pfx), margs)
-  for key, k in pairs(per_entry) do
-    local r, eid = string.match(key, '^(%d):(.*)$')
-    entry_done(pfx, r, eid, k)
-  end
   incr(KEYS[1], 'run', -#done)
   incr(KEYS[1], 'done', #done)
   finished(pfx, 'completed', done, len)
 end
-return out
+return table.concat(out)
 "#;
 
 /// Records a failed attempt. ARGV: pfx, now, rank, entry id, job id,
@@ -359,8 +367,8 @@ return '1'
 "#;
 
 /// Hands leases back, ready at once, no attempt counted. ARGV: pfx, then 4
-/// per job: rank, entry id, job id, deliveries (from the receipt). Reply
-/// per job: '1' or '0'. The jobs of one entry go back as one new entry.
+/// per job: rank, entry id, job id, deliveries (from the receipt). Reply:
+/// one character per job, '1' or '0'. The jobs of one entry go back as one new entry.
 const RELEASE: &str = r#"
 local pfx = ARGV[1]
 local n = (#ARGV - 1) / 4
@@ -391,12 +399,12 @@ for _, key in ipairs(order) do
   incr(KEYS[1], 'run', -#g.ids)
   add_entry(pfx, g.r, g.del, g.metas[1].att, g.ids, list, g.metas)
 end
-return out
+return table.concat(out)
 "#;
 
 /// Renews leases: resets the idle time of their entries (XCLAIM JUSTID) and
 /// records the new lease length. ARGV: pfx, lease_ms, consumer, then 2 per
-/// job: rank, entry id. Reply per job: '1' or '0'.
+/// job: rank, entry id. Reply: one character per job, '1' or '0'.
 const RENEW: &str = r#"
 local pfx, lms, consumer = ARGV[1], ARGV[2], ARGV[3]
 local n = (#ARGV - 3) / 2
@@ -414,7 +422,7 @@ for i = 0, n - 1 do
   end
   out[#out + 1] = done[key] and '1' or '0'
 end
-return out
+return table.concat(out)
 "#;
 
 /// Stores progress. ARGV: pfx, rank, entry id, job id, value. Reply '1' or '0'.
