@@ -152,6 +152,23 @@ async fn stream_fields(
         .collect()
 }
 
+/// The job ids framed in an entry's blob (`<len>:<id><len>:<record>…`).
+fn blob_ids(blob: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = blob;
+    while !rest.is_empty() {
+        let mut items = Vec::new();
+        for _ in 0..2 {
+            let (len, tail) = rest.split_once(':').expect("framed length");
+            let len: usize = len.parse().expect("numeric length");
+            items.push(tail[..len].to_string());
+            rest = &tail[len..];
+        }
+        ids.push(items.swap_remove(0));
+    }
+    ids
+}
+
 /// The job's record is written once, in its stream entry; its state
 /// changes (lease, progress, completion) touch only its meta field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +190,8 @@ async fn the_payload_is_written_once_and_never_re_encoded() {
     let mut conn = raw(&server).await;
     let before = stream_fields(&mut conn, &stream).await;
     assert_eq!(before.len(), 1);
-    assert!(before[0].1[&id.to_string()].contains("12345678901234567890"));
+    assert_eq!(blob_ids(&before[0].1["b"]), vec![id.to_string()]);
+    assert!(before[0].1["b"].contains("12345678901234567890"));
     let lease = backend
         .fetch("c", 1, Duration::from_secs(30), now_ms())
         .await
@@ -239,7 +257,7 @@ async fn concurrent_promoters_never_queue_a_job_twice() {
     for p in 0..a.partitions() {
         let stream = format!("{}stream:medium", a.partition_prefix(p).unwrap());
         for (_, fields) in stream_fields(&mut conn, &stream).await {
-            queued.extend(fields.into_keys().filter(|k| k != "h"));
+            queued.extend(blob_ids(&fields["b"]));
         }
     }
     assert_eq!(queued.len(), 1_000, "each job in one stream entry");
@@ -644,7 +662,13 @@ async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
     let mut conn = raw(&server).await;
     let entries = stream_fields(&mut conn, &stream).await;
     assert_eq!(entries.len(), 1, "one entry for the batch");
-    assert_eq!(entries[0].1.len(), 7, "a header and six records");
+    assert_eq!(entries[0].1["n"], "6");
+    let framed: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    assert_eq!(
+        blob_ids(&entries[0].1["b"]),
+        framed,
+        "six records, in order"
+    );
     let meta_before: HashMap<String, String> = conn.hgetall(format!("{prefix}meta")).await.unwrap();
 
     let first = backend

@@ -66,6 +66,38 @@ pub(crate) fn encode_record(job: &Job, partition: u32) -> Result<String, Backend
     .map_err(|e| BackendError::Storage(format!("cannot encode job {}: {e}", job.id)))
 }
 
+/// Appends one job to an entry's blob: `<len>:<id><len>:<record>` (byte
+/// lengths), the framing the scripts' `unframe` reads.
+pub(crate) fn frame(blob: &mut String, id: &str, record: &str) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(blob, "{}:{id}{}:", id.len(), record.len());
+    blob.push_str(record);
+}
+
+/// The (id, record) pairs of an entry's blob.
+pub(crate) fn unframe(blob: &str) -> Result<Vec<(&str, &str)>, BackendError> {
+    fn item(rest: &str) -> Option<(&str, &str)> {
+        let (len, tail) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        Some((tail.get(..len)?, tail.get(len..)?))
+    }
+    let mut jobs = Vec::new();
+    let mut rest = blob;
+    while !rest.is_empty() {
+        let (id, tail) = item(rest).ok_or_else(|| bad_blob(blob))?;
+        let (record, tail) = item(tail).ok_or_else(|| bad_blob(blob))?;
+        jobs.push((id, record));
+        rest = tail;
+    }
+    Ok(jobs)
+}
+
+fn bad_blob(blob: &str) -> BackendError {
+    let start: String = blob.chars().take(60).collect();
+    BackendError::Storage(format!("redis: unreadable stream entry {start:?}…"))
+}
+
 /// The kind recorded in a record (empty if the record is unreadable).
 pub(crate) fn kind_of(record: &str) -> String {
     #[derive(Deserialize)]
@@ -368,6 +400,22 @@ mod tests {
             "q|1|e|0|0||||||5|ab",
         ] {
             assert_eq!(Meta::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn blobs_frame_and_unframe_any_text() {
+        let mut blob = String::new();
+        frame(&mut blob, "id-1", r#"{"a":"x:y","é":1}"#);
+        frame(&mut blob, "id-2", "");
+        assert_eq!(blob, r#"4:id-118:{"a":"x:y","é":1}4:id-20:"#);
+        assert_eq!(
+            unframe(&blob).unwrap(),
+            vec![("id-1", r#"{"a":"x:y","é":1}"#), ("id-2", "")]
+        );
+        assert_eq!(unframe("").unwrap(), vec![]);
+        for bad in ["4:id", "x:id-10:", "4:id-19:{", "4:id-1", "2:é"] {
+            assert!(unframe(bad).is_err(), "{bad}");
         }
     }
 

@@ -49,7 +49,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, RedisError, Value};
 
-use self::codec::{decode_record, encode_record, job_from, kind_of, Meta, Token};
+use self::codec::{decode_record, encode_record, frame, job_from, kind_of, unframe, Meta, Token};
 use self::keys::{check_namespace, counts_key, meta_key, partition_prefix};
 use self::scripts::{LuaScript, Scripts};
 use crate::backend::{
@@ -254,9 +254,12 @@ fn status_error(id: JobId, reply: &str, action: &'static str) -> BackendError {
     }
 }
 
-/// One entry as the lease script returns it: id, fields (`h`, header, then
-/// job id / record pairs), and the jobs' meta values for a non-fresh entry.
-type LeasedEntry = (String, Vec<String>, Vec<String>);
+/// Held entries to renew by (partition, lease, consumer): their ranks and ids.
+type RenewGroups<'a> = HashMap<(u32, u64, &'a str), Vec<(usize, &'a str)>>;
+
+/// One entry as the lease script returns it: id, header, blob, and the
+/// jobs' meta values for a non-fresh entry.
+type LeasedEntry = (String, String, String, Vec<String>);
 
 impl RedisBackend {
     /// Connects, checks the server version, loads the scripts and creates
@@ -494,9 +497,10 @@ impl RedisBackend {
         let mut held = Vec::new();
         for ((partition, _), value) in shares.iter().zip(self.run(cmds).await?) {
             let entries: Vec<LeasedEntry> = reply(value, "lease")?;
-            for (entry, fields, metas) in entries {
+            for (entry, header, blob, metas) in entries {
                 self.unpack_entry(
-                    *partition, rank, entry, &fields, &metas, consumer, lease_ms, now_ms, &mut held,
+                    *partition, rank, entry, &header, &blob, &metas, consumer, lease_ms, now_ms,
+                    &mut held,
                 );
             }
         }
@@ -511,14 +515,21 @@ impl RedisBackend {
         partition: u32,
         rank: usize,
         entry: String,
-        fields: &[String],
+        header: &str,
+        blob: &str,
         metas: &[String],
         consumer: &str,
         lease_ms: u64,
         now_ms: u64,
         out: &mut Vec<HeldJob>,
     ) {
-        let header = fields.get(1).map(String::as_str).unwrap_or("0|0");
+        let jobs = match unframe(blob) {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::error!(%entry, %error, "leased entry is unreadable; it will be reclaimed");
+                return;
+            }
+        };
         let (deliveries, attempts) = header
             .split_once('|')
             .and_then(|(d, a)| Some((d.parse::<u32>().ok()?, a.parse::<u32>().ok()?)))
@@ -544,20 +555,15 @@ impl RedisBackend {
         }
         .encode();
         let priority = Priority::from_rank(rank);
-        for (i, pair) in fields
-            .get(2..)
-            .unwrap_or_default()
-            .chunks_exact(2)
-            .enumerate()
-        {
-            let id: JobId = match pair[0].parse() {
+        for (i, (id, record)) in jobs.into_iter().enumerate() {
+            let id: JobId = match id.parse() {
                 Ok(id) => id,
                 Err(_) => {
                     tracing::error!(entry = %held.entry, "stream entry with an invalid job id skipped");
                     continue;
                 }
             };
-            let mut job = match decode_record(id, &pair[1]) {
+            let mut job = match decode_record(id, record) {
                 Ok(job) => job,
                 Err(error) => {
                     tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
@@ -593,7 +599,7 @@ impl RedisBackend {
     /// lease (so jobs waiting in this process keep their lease), marking
     /// them renewed.
     fn renew_held(&self, now_ms: u64) -> Vec<Cmd> {
-        let mut due: HashMap<(u32, u64, &str), Vec<(usize, &str)>> = HashMap::new();
+        let mut due: RenewGroups<'_> = HashMap::new();
         let mut entries: Vec<Arc<HeldEntry>> = Vec::new();
         {
             let mut held = self.held.lock();
@@ -741,26 +747,54 @@ impl QueueBackend for RedisBackend {
         for (i, job) in jobs.iter().enumerate() {
             groups.entry(self.home(job)).or_default().push(i);
         }
-        let groups: Vec<(u32, Vec<usize>)> = groups.into_iter().collect();
+        let entry_jobs = self.config.entry_jobs.max(1);
+        // Per partition: the call's job order (entries' jobs, then delayed
+        // ones), which the script's duplicate indexes refer to.
+        let mut calls: Vec<Vec<usize>> = Vec::with_capacity(groups.len());
         let mut cmds = Vec::with_capacity(groups.len());
-        for (p, members) in &groups {
-            let mut cmd = self.script(&self.scripts.enqueue, *p);
-            cmd.arg(per_partition_limit)
-                .arg(idem_ttl)
-                .arg(self.config.entry_jobs.clamp(1, 1_000));
-            for &i in members {
+        for (p, members) in groups {
+            let mut cmd = self.script(&self.scripts.enqueue, p);
+            let (delayed, ready): (Vec<usize>, Vec<usize>) = members
+                .into_iter()
+                .partition(|&i| jobs[i].status == JobStatus::Scheduled);
+            let mut by_rank: [Vec<usize>; 4] = Default::default();
+            for i in ready {
+                by_rank[jobs[i].priority.rank()].push(i);
+            }
+            let entries = by_rank
+                .iter()
+                .map(|r| r.len().div_ceil(entry_jobs))
+                .sum::<usize>();
+            cmd.arg(per_partition_limit).arg(idem_ttl).arg(entries);
+            let mut order = Vec::new();
+            for (rank, members) in by_rank.iter().enumerate() {
+                for chunk in members.chunks(entry_jobs) {
+                    let mut blob = String::new();
+                    for &i in chunk {
+                        frame(
+                            &mut blob,
+                            &jobs[i].id.to_string(),
+                            &encode_record(&jobs[i], p)?,
+                        );
+                    }
+                    cmd.arg(rank).arg(chunk.len()).arg(blob);
+                    for &i in chunk {
+                        cmd.arg(jobs[i].id.to_string())
+                            .arg(jobs[i].idempotency_key.as_deref().unwrap_or(""));
+                    }
+                    order.extend_from_slice(chunk);
+                }
+            }
+            for i in delayed {
                 let job = &jobs[i];
-                let run_at = if job.status == JobStatus::Scheduled {
-                    job.run_at.to_string()
-                } else {
-                    String::new()
-                };
                 cmd.arg(job.id.to_string())
                     .arg(job.priority.rank())
-                    .arg(run_at)
-                    .arg(encode_record(job, *p)?)
+                    .arg(job.run_at)
+                    .arg(encode_record(job, p)?)
                     .arg(job.idempotency_key.as_deref().unwrap_or(""));
+                order.push(i);
             }
+            calls.push(order);
             cmds.push(cmd);
         }
         let replies = self.run(cmds).await.map_err(|e| match e {
@@ -776,7 +810,7 @@ impl QueueBackend for RedisBackend {
                 duplicate: false,
             })
             .collect();
-        for ((_, members), value) in groups.iter().zip(replies) {
+        for (members, value) in calls.iter().zip(replies) {
             let duplicates: Vec<String> = reply(value, "enqueue")?;
             for pair in duplicates.chunks_exact(2) {
                 let slot = pair[0].parse::<usize>().ok().and_then(|k| members.get(k));

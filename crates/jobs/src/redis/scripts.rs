@@ -10,9 +10,11 @@
 //! would truncate an array, so absent values become `''`).
 //!
 //! **Batch entries.** A stream entry carries a batch of jobs of one
-//! partition and priority: a header field `h` (`deliveries|attempts`, shared
-//! by every job of the entry) then one field per job, the job id, whose
-//! value is the job's immutable record (JSON, written once). Per-job Redis
+//! partition and priority in three fields: `h` (`deliveries|attempts`,
+//! shared by every job of the entry), `n` (how many jobs) and `b`, the
+//! jobs' ids and immutable records (JSON, written once) framed as
+//! `<len>:<id><len>:<record>…` (see `codec::Batch`). One field rather than
+//! two per job keeps every stream command and reply short. Per-job Redis
 //! work is what sets the throughput of a job queue, so the hot path does
 //! none of it per job that can be done per entry: one XADD stores a whole
 //! submission batch of a partition, XREADGROUP leases whole entries, and
@@ -102,13 +104,43 @@ local function entry_done(pfx, r, eid, k)
     redis.call('HSET', ekey(pfx), f, open .. '|' .. lms .. '|' .. at)
   end
 end
+-- The ids and records framed in a batch blob (`<len>:<id><len>:<record>...`).
+local function unframe(b)
+  local ids, recs, pos = {}, {}, 1
+  while pos <= #b do
+    local c1 = string.find(b, ':', pos, true)
+    if not c1 then break end
+    local n1 = tonumber(string.sub(b, pos, c1 - 1))
+    local c2 = n1 and string.find(b, ':', c1 + n1 + 1, true)
+    if not c2 then break end
+    local n2 = tonumber(string.sub(b, c1 + n1 + 1, c2 - 1))
+    if not n2 then break end
+    ids[#ids + 1] = string.sub(b, c1 + 1, c1 + n1)
+    recs[#recs + 1] = string.sub(b, c2 + 1, c2 + n2)
+    pos = c2 + n2 + 1
+  end
+  return ids, recs
+end
+local function frame(ids, recs)
+  local parts = {}
+  for i = 1, #ids do
+    parts[#parts + 1] = #ids[i] .. ':' .. ids[i] .. #recs[i] .. ':' .. recs[i]
+  end
+  return table.concat(parts)
+end
+-- The fields of a stream entry as a table (h, n, b).
+local function fields_of(f)
+  local t = {}
+  for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
+  return t
+end
 -- The records of entry eid of rank r, by job id.
 local function records(pfx, r, eid)
   local out = {}
   local e = redis.call('XRANGE', skey(pfx, r), eid, eid)
   if e[1] then
-    local f = e[1][2]
-    for i = 3, #f, 2 do out[f[i]] = f[i + 1] end
+    local ids, recs = unframe(fields_of(e[1][2]).b or '')
+    for i = 1, #ids do out[ids[i]] = recs[i] end
   end
   return out
 end
@@ -120,9 +152,7 @@ end
 -- Adds one entry of rank r holding jobs ids (with records recs) that share
 -- deliveries del and attempts att; points their meta at it (queued).
 local function add_entry(pfx, r, del, att, ids, recs, metas)
-  local args = {'h', del .. '|' .. att}
-  for i = 1, #ids do args[#args + 1] = ids[i]; args[#args + 1] = recs[i] end
-  local eid = redis.call('XADD', skey(pfx, r), '*', unpack(args))
+  local eid = redis.call('XADD', skey(pfx, r), '*', 'h', del .. '|' .. att, 'n', #ids, 'b', frame(ids, recs))
   local margs = {}
   for i = 1, #ids do
     local m = metas[i]
@@ -161,66 +191,88 @@ end
 return 'OK'
 "#;
 
-/// Stores a batch. ARGV: pfx, max_live, idem_ttl_ms, entry_jobs, then 5
-/// per job: id, rank, run_at ('' = ready now, else scheduled), record,
-/// idempotency key (or ''). Reply: for each job not added, its index in
-/// the call (from 0) and the id of the existing job (same id, or the job
-/// first submitted with the key); empty when all were added.
+/// Stores a batch. ARGV: pfx, max_live, idem_ttl_ms, E (entries), then
+/// per entry: rank, n, blob, and n times: id, idempotency key (or '');
+/// then 5 per delayed job: id, rank, run_at, record, idempotency key.
+/// Reply: for each job not added, its index in the call (entries' jobs
+/// first, from 0) and the id of the existing job (same id, or the job first
+/// submitted with the key); empty when all were added.
 ///
-/// Ready jobs of one priority become entries of up to `entry_jobs` jobs;
-/// the only per-job writes are the meta fields, one HSET per batch.
+/// The client frames each entry's blob; the only per-job writes are the
+/// meta fields, one HSET per entry. A duplicate is cut out of its blob here
+/// (the rare path).
 const ENQUEUE: &str = r#"
-local pfx, maxlive, ittl, per = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local pfx, maxlive, ittl, entries = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local counts = KEYS[1]
 local c = redis.call('HMGET', counts, 'q0', 'q1', 'q2', 'q3', 'sched', 'retry', 'run')
 local live = 0
 for i = 1, 7 do live = live + (tonumber(c[i]) or 0) end
-local n = (#ARGV - 4) / 5
-if live + n > maxlive then
+-- Walk the arguments once: entries, then delayed jobs.
+local ids, idems, slots, pos = {}, {}, {}, 5
+for e = 1, entries do
+  local n = tonumber(ARGV[pos + 1])
+  slots[e] = {r = ARGV[pos], n = n, blob = ARGV[pos + 2], first = #ids + 1}
+  for j = 0, n - 1 do
+    ids[#ids + 1] = ARGV[pos + 3 + j * 2]; idems[#idems + 1] = ARGV[pos + 4 + j * 2]
+  end
+  pos = pos + 3 + n * 2
+end
+local delayed_from = #ids + 1
+while pos <= #ARGV do
+  ids[#ids + 1] = ARGV[pos]; idems[#idems + 1] = ARGV[pos + 4]
+  pos = pos + 5
+end
+if live + #ids > maxlive then
   return redis.error_reply('QUEUEFULL the partition holds ' .. live .. ' live jobs')
 end
-local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 5] end
 local known = hmget_all(mkey(pfx), ids)
-local out, groups, parked, delayed, smeta = {}, {{}, {}, {}, {}}, {}, {}, {}
-for i = 0, n - 1 do
-  local b = 4 + i * 5
-  local id, r, run, rec, idem = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local dup = false
-  if known[i + 1] then
-    dup = id
-  elseif idem ~= '' then
-    local ik = pfx .. 'idem:' .. idem
+local out, dropped = {}, {}
+for i = 1, #ids do
+  local dup = known[i] and ids[i]
+  if not dup and idems[i] ~= '' then
+    local ik = pfx .. 'idem:' .. idems[i]
     dup = redis.call('GET', ik)
     if not dup then
-      if ittl > 0 then redis.call('SET', ik, id, 'PX', ittl) else redis.call('SET', ik, id) end
+      if ittl > 0 then redis.call('SET', ik, ids[i], 'PX', ittl) else redis.call('SET', ik, ids[i]) end
     end
   end
   if dup then
-    out[#out + 1] = tostring(i); out[#out + 1] = dup
-  elseif run ~= '' then
+    out[#out + 1] = tostring(i - 1); out[#out + 1] = dup
+    dropped[i] = true
+  end
+end
+for _, e in ipairs(slots) do
+  local blob, kept = e.blob, {}
+  for j = e.first, e.first + e.n - 1 do
+    if not dropped[j] then kept[#kept + 1] = ids[j] end
+  end
+  if #kept < e.n then
+    local all, recs = unframe(blob)
+    local keep = {}
+    for j = 1, #all do
+      if not dropped[e.first + j - 1] then keep[#keep + 1] = recs[j] end
+    end
+    blob = frame(kept, keep)
+  end
+  if #kept > 0 then
+    local eid = redis.call('XADD', skey(pfx, e.r), '*', 'h', '0|0', 'n', #kept, 'b', blob)
+    local margs, tail = {}, 'q|' .. e.r .. '|' .. eid .. '|0|0||||||0|'
+    for _, id in ipairs(kept) do margs[#margs + 1] = id; margs[#margs + 1] = tail end
+    chunked('HSET', mkey(pfx), margs)
+    redis.call('HSET', ekey(pfx), e.r .. ':' .. eid, #kept .. '|0|0')
+    incr(counts, 'q' .. e.r, #kept)
+  end
+end
+local parked, delayed, smeta = {}, {}, {}
+pos = pos - (#ids - delayed_from + 1) * 5
+for i = delayed_from, #ids do
+  local id, r, run, rec = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
+  if not dropped[i] then
     parked[#parked + 1] = id; parked[#parked + 1] = rec
     delayed[#delayed + 1] = run; delayed[#delayed + 1] = id
     smeta[#smeta + 1] = id; smeta[#smeta + 1] = 's|' .. r .. '|-|0|0|' .. run .. '|||||0|'
-  else
-    local g = groups[tonumber(r) + 1]
-    g[#g + 1] = id; g[#g + 1] = rec
   end
-end
-for r = 0, 3 do
-  local g = groups[r + 1]
-  local i = 1
-  while i <= #g do
-    local j = math.min(i + per * 2 - 1, #g)
-    local eid = redis.call('XADD', skey(pfx, r), '*', 'h', '0|0', unpack(g, i, j))
-    local margs, tail = {}, 'q|' .. r .. '|' .. eid .. '|0|0||||||0|'
-    for k = i, j, 2 do margs[#margs + 1] = g[k]; margs[#margs + 1] = tail end
-    redis.call('HSET', mkey(pfx), unpack(margs))
-    local jobs = (j - i + 1) / 2
-    redis.call('HSET', ekey(pfx), r .. ':' .. eid, jobs .. '|0|0')
-    incr(counts, 'q' .. r, jobs)
-    i = j + 1
-  end
+  pos = pos + 5
 end
 if #parked > 0 then
   chunked('HSET', pfx .. 'parked', parked)
@@ -233,14 +285,13 @@ return out
 
 /// Leases entries of one priority stream until they hold at least `want`
 /// jobs. ARGV: pfx, consumer, rank, want, lease_ms, now. Reply: per
-/// entry {entry id, fields, metas}: fields as stored (`h`, header, then id,
-/// record pairs) holding only the jobs still queued in it; metas the jobs'
-/// meta values when the entry is not a fresh one (header not `0|0`: a
-/// retry, release or reclaim, whose last error and run time the lease
-/// reports), else empty.
+/// entry {entry id, header, blob, metas}: the blob holds only the jobs
+/// still queued in the entry; metas are their meta values when the entry
+/// is not a fresh one (header not `0|0`: a retry, release or reclaim,
+/// whose last error and run time the lease reports), else empty.
 ///
 /// A fresh entry whose jobs are all still queued in it (nothing cancelled)
-/// is handed over as read: no per-job command at all.
+/// is handed over as read: no per-job work at all.
 const LEASE: &str = r#"
 local pfx, consumer, r, want, lms, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local s, counts = skey(pfx, r), KEYS[1]
@@ -249,25 +300,23 @@ while got < want do
   local res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', 1, 'STREAMS', s, '>')
   if not res or not res[1] or not res[1][2][1] then break end
   local e = res[1][2][1]
-  local eid, f = e[1], e[2]
+  local eid, f = e[1], fields_of(e[2])
   local field = r .. ':' .. eid
   local open = eparse(redis.call('HGET', ekey(pfx), field))
-  local jobs = (#f - 2) / 2
-  local metas = {}
-  if open < jobs or f[2] ~= '0|0' then
-    local ids = {}
-    for i = 3, #f, 2 do ids[#ids + 1] = f[i] end
+  local hdr, blob, metas = f.h or '0|0', f.b or '', {}
+  if open < (tonumber(f.n) or 0) or hdr ~= '0|0' then
+    local ids, recs = unframe(blob)
     local vals = hmget_all(mkey(pfx), ids)
-    local kept = {f[1], f[2]}
+    local kids, krecs = {}, {}
     for i = 1, #ids do
       if queued_in(vals[i], r, eid) then
-        kept[#kept + 1] = ids[i]; kept[#kept + 1] = f[2 * i + 2]
+        kids[#kids + 1] = ids[i]; krecs[#krecs + 1] = recs[i]
         metas[#metas + 1] = vals[i]
       end
     end
-    f = kept
-    open = (#f - 2) / 2
-    if f[2] == '0|0' then metas = {} end
+    if #kids < #ids then blob = frame(kids, krecs) end
+    open = #kids
+    if hdr == '0|0' then metas = {} end
   end
   if open <= 0 then
     redis.call('XACK', s, GROUP, eid)
@@ -277,7 +326,7 @@ while got < want do
     incr(counts, 'q' .. r, -open)
     incr(counts, 'run', open)
     got = got + open
-    out[#out + 1] = {eid, f, metas}
+    out[#out + 1] = {eid, hdr, blob, metas}
   end
 end
 return out
@@ -487,14 +536,13 @@ for r = 0, 3 do
       local e = redis.call('XRANGE', s, eid, eid)
       local ids, recs, metas, hdr = {}, {}, {}, '0|0'
       if e[1] then
-        local f = e[1][2]
-        hdr = f[2]
-        local all = {}
-        for i = 3, #f, 2 do all[#all + 1] = f[i] end
+        local f = fields_of(e[1][2])
+        hdr = f.h or '0|0'
+        local all, allrecs = unframe(f.b or '')
         local vals = hmget_all(mkey(pfx), all)
         for i = 1, #all do
           if queued_in(vals[i], r, eid) then
-            ids[#ids + 1] = all[i]; recs[#recs + 1] = f[2 * i + 2]; metas[#metas + 1] = mparse(vals[i])
+            ids[#ids + 1] = all[i]; recs[#recs + 1] = allrecs[i]; metas[#metas + 1] = mparse(vals[i])
           end
         end
       end
@@ -597,7 +645,10 @@ const LIST: &str = r#"
 local pfx, status, limit, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local function add(id) if #out < limit then out[#out + 1] = id end end
-local function jobs_of(f) for i = 3, #f, 2 do add(f[i]) end end
+local function jobs_of(f)
+  local ids = unframe(fields_of(f).b or '')
+  for _, id in ipairs(ids) do add(id) end
+end
 if status == 'completed' or status == 'cancelled' then
   return redis.call('LRANGE', pfx .. 'finished:' .. status, 0, limit - 1)
 elseif status == 'dead' then
