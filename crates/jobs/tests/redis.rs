@@ -826,3 +826,63 @@ async fn leases_of_two_priorities_with_the_same_entry_id_stay_apart() {
     let stats = client.stats().await.unwrap();
     assert_eq!((stats.running, stats.dead, stats.completed), (0, 1, 1));
 }
+
+/// Jobs of a leased entry that a fetch did not hand out wait in the
+/// process: their lease is renewed while they wait (by `renew` or the next
+/// fetch), and closing the backend hands them back to the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_jobs_keep_their_lease_and_go_back_on_close() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let a = backend(&server, &ns).await;
+    let b = backend(&server, &ns).await;
+    let client = Client::new(a.clone());
+    let spec = |i: i32| {
+        let mut spec = JobSpec::new("t", serde_json::json!(i));
+        spec.partition_key = Some("one".to_string());
+        spec
+    };
+    let ids = client
+        .submit_batch((0..4).map(spec).collect())
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(300);
+    let first = a.fetch("a", 1, lease, now_ms()).await.unwrap();
+    assert_eq!(first[0].job.id, ids[0]);
+    let complete = |lease: &ironforge_jobs::Lease| ironforge_jobs::Completion {
+        receipt: lease.receipt.clone(),
+        result: serde_json::Value::Null,
+    };
+    a.complete(vec![complete(&first[0])], now_ms())
+        .await
+        .unwrap();
+    // Past the lease twice over with nothing handed out: only the renewal
+    // of held jobs keeps the entry's lease.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.renew(&[], lease, now_ms()).await.unwrap();
+        assert!(a.reclaim_expired(now_ms(), 5).await.unwrap().is_empty());
+    }
+    let second = a.fetch("a", 1, lease, now_ms()).await.unwrap();
+    assert_eq!(second[0].job.id, ids[1]);
+    let done = a
+        .complete(vec![complete(&second[0])], now_ms())
+        .await
+        .unwrap();
+    assert_eq!(done, vec![ironforge_jobs::AckOutcome::Ok], "still leased");
+    assert_eq!(a.stats().await.unwrap().running, 2, "two held");
+
+    a.close().await.unwrap();
+    let stats = b.stats().await.unwrap();
+    assert_eq!(
+        (stats.running, stats.queued.total()),
+        (0, 2),
+        "held jobs back"
+    );
+    let again = b.fetch("b", 10, lease, now_ms()).await.unwrap();
+    assert_eq!(
+        again.iter().map(|l| l.job.id).collect::<Vec<_>>(),
+        ids[2..].to_vec()
+    );
+    assert!(again.iter().all(|l| l.delivery_count == 2));
+}
