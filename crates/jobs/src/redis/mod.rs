@@ -81,7 +81,9 @@ pub struct RedisConfig {
     pub idempotency_ttl: Option<Duration>,
     /// Most jobs one stream entry carries [256]. Bigger entries cost Redis
     /// less per job; a fetch may lease up to one entry more per partition
-    /// than it hands out (held in this process for the next fetch).
+    /// than it hands out, held in this process for the next fetch: at most
+    /// `partitions × entry_jobs` jobs per priority (a fetch leases at a
+    /// priority only once nothing of it is held).
     pub entry_jobs: usize,
     /// Newest completed and cancelled ids kept per partition for `list` [10,000].
     pub finished_index_len: usize,
