@@ -123,7 +123,6 @@ async fn every_key_of_a_partition_shares_its_hash_tag() {
         "dead",
         "counts",
         "idem:once",
-        "finished:completed",
     ] {
         assert!(keys.iter().any(|k| k.contains(kind)), "no {kind} key");
     }

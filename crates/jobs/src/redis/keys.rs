@@ -13,7 +13,7 @@
 //! | `…:{pN}:dead`                      | stream | dead letters                            |
 //! | `…:{pN}:counts`                    | hash   | jobs per status                         |
 //! | `…:{pN}:idem:<key>`                | string | id of the job submitted with the key    |
-//! | `…:{pN}:finished:<status>`         | list   | newest completed / cancelled ids        |
+//! | `…:{pN}:finished:cancelled`        | list   | newest cancelled ids                    |
 
 use crate::error::BackendError;
 

@@ -85,7 +85,8 @@ pub struct RedisConfig {
     /// `partitions × entry_jobs` jobs per priority (a fetch leases at a
     /// priority only once nothing of it is held).
     pub entry_jobs: usize,
-    /// Newest completed and cancelled ids kept per partition for `list` [10,000].
+    /// Newest cancelled ids kept per partition for `list` [10,000]
+    /// (completed jobs are found in their stream entries).
     pub finished_index_len: usize,
     /// Most candidates examined per partition by `list` [100,000].
     pub max_list_scan: usize,
@@ -781,8 +782,16 @@ impl QueueBackend for RedisBackend {
                     }
                     cmd.arg(rank).arg(chunk.len()).arg(blob);
                     for &i in chunk {
-                        cmd.arg(jobs[i].id.to_string())
-                            .arg(jobs[i].idempotency_key.as_deref().unwrap_or(""));
+                        cmd.arg(jobs[i].id.to_string());
+                    }
+                    let keyed: Vec<(usize, &str)> = chunk
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, &i)| Some((k, jobs[i].idempotency_key.as_deref()?)))
+                        .collect();
+                    cmd.arg(keyed.len());
+                    for (k, key) in keyed {
+                        cmd.arg(k).arg(key);
                     }
                     order.extend_from_slice(chunk);
                 }
@@ -906,15 +915,16 @@ impl QueueBackend for RedisBackend {
         }
         self.per_item(done.len(), groups, |p, items| {
             let mut cmd = self.script(&self.scripts.complete, p);
-            cmd.arg(self.config.finished_index_len.max(1));
             for same_entry in
                 items.chunk_by(|a, b| (a.1.rank, &a.1.entry) == (b.1.rank, &b.1.entry))
             {
                 let first = &same_entry[0].1;
                 cmd.arg(first.rank).arg(&first.entry).arg(same_entry.len());
                 for (i, token, receipt) in same_entry {
+                    // `C`: keep the stored last error and run time of a
+                    // job that failed before.
                     let meta = Meta {
-                        status: 'c',
+                        status: if token.attempts > 0 { 'C' } else { 'c' },
                         rank: token.rank,
                         entry: token.entry.clone(),
                         attempts: token.attempts.saturating_add(1),
@@ -927,9 +937,7 @@ impl QueueBackend for RedisBackend {
                         last_error: String::new(),
                         result: results[*i].clone(),
                     };
-                    cmd.arg(receipt.job_id.to_string())
-                        .arg(if token.attempts > 0 { "1" } else { "0" })
-                        .arg(meta.format());
+                    cmd.arg(receipt.job_id.to_string()).arg(meta.format());
                 }
             }
             cmd

@@ -192,8 +192,9 @@ return 'OK'
 "#;
 
 /// Stores a batch. ARGV: pfx, max_live, idem_ttl_ms, E (entries), then
-/// per entry: rank, n, blob, and n times: id, idempotency key (or '');
-/// then 5 per delayed job: id, rank, run_at, record, idempotency key.
+/// per entry: rank, n, blob, the n ids, k, and k times: the index of a job
+/// in the entry (from 0) and its idempotency key; then 5 per delayed job:
+/// id, rank, run_at, record, idempotency key (or '').
 /// Reply: for each job not added, its index in the call (entries' jobs
 /// first, from 0) and the id of the existing job (same id, or the job first
 /// submitted with the key); empty when all were added.
@@ -211,15 +212,20 @@ for i = 1, 7 do live = live + (tonumber(c[i]) or 0) end
 local ids, idems, slots, pos = {}, {}, {}, 5
 for e = 1, entries do
   local n = tonumber(ARGV[pos + 1])
-  slots[e] = {r = ARGV[pos], n = n, blob = ARGV[pos + 2], first = #ids + 1}
-  for j = 0, n - 1 do
-    ids[#ids + 1] = ARGV[pos + 3 + j * 2]; idems[#idems + 1] = ARGV[pos + 4 + j * 2]
+  local first = #ids + 1
+  slots[e] = {r = ARGV[pos], n = n, blob = ARGV[pos + 2], first = first}
+  for j = 0, n - 1 do ids[first + j] = ARGV[pos + 3 + j] end
+  pos = pos + 3 + n
+  local k = tonumber(ARGV[pos])
+  for j = 0, k - 1 do
+    idems[first + tonumber(ARGV[pos + 1 + j * 2])] = ARGV[pos + 2 + j * 2]
   end
-  pos = pos + 3 + n * 2
+  pos = pos + 1 + k * 2
 end
 local delayed_from = #ids + 1
 while pos <= #ARGV do
-  ids[#ids + 1] = ARGV[pos]; idems[#idems + 1] = ARGV[pos + 4]
+  ids[#ids + 1] = ARGV[pos]
+  if ARGV[pos + 4] ~= '' then idems[#ids] = ARGV[pos + 4] end
   pos = pos + 5
 end
 if live + #ids > maxlive then
@@ -229,7 +235,7 @@ local known = hmget_all(mkey(pfx), ids)
 local out, dropped = {}, {}
 for i = 1, #ids do
   local dup = known[i] and ids[i]
-  if not dup and idems[i] ~= '' then
+  if not dup and idems[i] then
     local ik = pfx .. 'idem:' .. idems[i]
     dup = redis.call('GET', ik)
     if not dup then
@@ -332,33 +338,33 @@ end
 return out
 "#;
 
-/// Completes leases. ARGV: pfx, index_len, then per entry: rank, entry
-/// id, k, and k times: job id, merge flag, meta. Reply per job: '1' done,
-/// '0' lease lost.
+/// Completes leases. ARGV: pfx, then per entry: rank, entry id, k, and k
+/// times: job id, meta. Reply: one character per job, '1' done, '0' lease
+/// lost. Completed jobs are not indexed: `list` finds them in the entries.
 ///
 /// A lease is held while its entry is pending and the job is still queued
 /// in it (checked once per entry and with one HMGET for the batch). The
-/// client builds each completed job's meta from its receipt; with the
-/// merge flag (the job failed before) the stored last error and run time
-/// are kept. A job named twice in a batch is completed once.
+/// client builds each completed job's meta from its receipt; a meta
+/// starting `C` rather than `c` (the job failed before) keeps the stored
+/// last error and run time. A job named twice in a batch is completed once.
 const COMPLETE: &str = r#"
-local pfx, len = ARGV[1], tonumber(ARGV[2])
-local ids, i = {}, 3
+local pfx = ARGV[1]
+local ids, i = {}, 2
 while i <= #ARGV do
   local k = tonumber(ARGV[i + 2])
-  for j = 0, k - 1 do ids[#ids + 1] = ARGV[i + 3 + j * 3] end
-  i = i + 3 + k * 3
+  for j = 0, k - 1 do ids[#ids + 1] = ARGV[i + 3 + j * 2] end
+  i = i + 3 + k * 2
 end
 local vals = hmget_all(mkey(pfx), ids)
 local out, margs, done, seen, n = {}, {}, {}, {}, 0
-i = 3
+i = 2
 while i <= #ARGV do
   local r, eid, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local pre = 'q|' .. r .. '|' .. eid .. '|'
   local pending, finished_here = nil, 0
   for j = 0, k - 1 do
-    local b = i + 3 + j * 3
-    local id, merge, meta = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+    local b = i + 3 + j * 2
+    local id, meta = ARGV[b], ARGV[b + 1]
     n = n + 1
     local v = vals[n]
     local ok = false
@@ -368,9 +374,9 @@ while i <= #ARGV do
     end
     if ok then
       seen[id] = true
-      if merge == '1' then
+      if string.byte(meta, 1) == 67 then
         local old, new = mparse(v), mparse(meta)
-        if old and new then new.err, new.run = old.err, old.run; meta = mformat(new) end
+        if old and new then new.st, new.err, new.run = 'c', old.err, old.run; meta = mformat(new) end
       end
       margs[#margs + 1] = id; margs[#margs + 1] = meta
       done[#done + 1] = id
@@ -381,13 +387,12 @@ while i <= #ARGV do
     end
   end
   if finished_here > 0 then entry_done(pfx, r, eid, finished_here) end
-  i = i + 3 + k * 3
+  i = i + 3 + k * 2
 end
 if #margs > 0 then
   chunked('HSET', mkey(pfx), margs)
   incr(KEYS[1], 'run', -#done)
   incr(KEYS[1], 'done', #done)
-  finished(pfx, 'completed', done, len)
 end
 return table.concat(out)
 "#;
@@ -649,8 +654,15 @@ local function jobs_of(f)
   local ids = unframe(fields_of(f).b or '')
   for _, id in ipairs(ids) do add(id) end
 end
-if status == 'completed' or status == 'cancelled' then
-  return redis.call('LRANGE', pfx .. 'finished:' .. status, 0, limit - 1)
+if status == 'cancelled' then
+  return redis.call('LRANGE', pfx .. 'finished:cancelled', 0, limit - 1)
+elseif status == 'completed' then
+  -- The newest entries first: completed jobs stay in their entries.
+  for r = 0, 3 do
+    for _, e in ipairs(redis.call('XREVRANGE', skey(pfx, r), '+', '-', 'COUNT', scan)) do
+      jobs_of(e[2])
+    end
+  end
 elseif status == 'dead' then
   for _, e in ipairs(redis.call('XREVRANGE', pfx .. 'dead', '+', '-', 'COUNT', limit)) do
     local f = e[2]
