@@ -151,6 +151,14 @@ async fn stream_fields(
         .collect()
 }
 
+/// Job `i` of kind `t`, in the partition of key `one` (so a batch of them
+/// is one stream entry).
+fn in_one_partition(i: i32) -> JobSpec {
+    let mut spec = JobSpec::new("t", serde_json::json!(i));
+    spec.partition_key = Some("one".to_string());
+    spec
+}
+
 /// The job ids framed in an entry's blob (`<len>:<id><len>:<record>…`).
 fn blob_ids(blob: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -646,13 +654,8 @@ async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
     let ns = fresh_namespace();
     let backend = backend(&server, &ns).await;
     let client = Client::new(backend.clone());
-    let spec = |i: i32| {
-        let mut spec = JobSpec::new("t", serde_json::json!(i));
-        spec.partition_key = Some("one".to_string());
-        spec
-    };
     let ids = client
-        .submit_batch((0..6).map(spec).collect())
+        .submit_batch((0..6).map(in_one_partition).collect())
         .await
         .unwrap();
     let partition = client.get(ids[0]).await.unwrap().unwrap().partition;
@@ -836,13 +839,8 @@ async fn held_jobs_keep_their_lease_and_go_back_on_close() {
     let a = backend(&server, &ns).await;
     let b = backend(&server, &ns).await;
     let client = Client::new(a.clone());
-    let spec = |i: i32| {
-        let mut spec = JobSpec::new("t", serde_json::json!(i));
-        spec.partition_key = Some("one".to_string());
-        spec
-    };
     let ids = client
-        .submit_batch((0..4).map(spec).collect())
+        .submit_batch((0..4).map(in_one_partition).collect())
         .await
         .unwrap();
     let lease = Duration::from_millis(300);

@@ -405,6 +405,13 @@ impl RedisBackend {
         }
     }
 
+    /// Runs a script about one lease, answering '1' (done) or '0' (lost).
+    async fn run_one_lease(&self, cmd: Cmd, what: &str) -> Result<AckOutcome, BackendError> {
+        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
+        let flag = reply::<String>(value, what)?;
+        Ok(outcome(flag.chars().next().unwrap_or('0')))
+    }
+
     /// Where a job lives: the partition the client chose
     /// ([`Partitioner::place`]: by partition key, else idempotency key, else
     /// id), so duplicates of one idempotency key meet in one partition and
@@ -971,13 +978,7 @@ impl QueueBackend for RedisBackend {
             .arg(token.attempts)
             .arg(token.deliveries)
             .arg(token.started);
-        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
-        Ok(outcome(
-            reply::<String>(value, "fail")?
-                .chars()
-                .next()
-                .unwrap_or('0'),
-        ))
+        self.run_one_lease(cmd, "fail").await
     }
 
     /// Also hands back every job this process holds unstarted (leased with
@@ -1037,13 +1038,7 @@ impl QueueBackend for RedisBackend {
             .arg(&token.entry)
             .arg(receipt.job_id.to_string())
             .arg(value.min(100));
-        let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
-        Ok(outcome(
-            reply::<String>(value, "progress")?
-                .chars()
-                .next()
-                .unwrap_or('0'),
-        ))
+        self.run_one_lease(cmd, "progress").await
     }
 
     async fn promote_due(&self, now_ms: u64) -> Result<usize, BackendError> {
