@@ -13,53 +13,61 @@ use crate::backend::Receipt;
 use crate::error::BackendError;
 use crate::job::{Job, JobId, JobStatus, Priority};
 
-/// The immutable part of a job, as written (borrowed, no copy of the payload).
+/// The immutable part of a job, as written (borrowed, no copy of the
+/// payload). Short field names: a record is written, stored, logged to the
+/// append-only file and read once per job, so its bytes count. Priority and
+/// partition are not stored: the stream and key holding the record say them.
 #[derive(Serialize)]
 struct RecordOut<'a> {
+    #[serde(rename = "k")]
     kind: &'a str,
+    #[serde(rename = "p")]
     payload: &'a serde_json::Value,
-    priority: Priority,
+    #[serde(rename = "m")]
     max_retries: u32,
+    #[serde(rename = "t")]
     timeout_ms: u64,
+    #[serde(rename = "c")]
     created_at: u64,
-    run_at: u64,
-    partition: u32,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    /// Only when it differs from `created_at` (a delayed submission).
+    #[serde(rename = "a", skip_serializing_if = "Option::is_none")]
+    run_at: Option<u64>,
+    #[serde(rename = "l", skip_serializing_if = "BTreeMap::is_empty")]
     metadata: &'a BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "i", skip_serializing_if = "Option::is_none")]
     idempotency_key: &'a Option<String>,
 }
 
 /// The immutable part of a job, as read.
 #[derive(Deserialize)]
 struct RecordIn {
+    #[serde(rename = "k")]
     kind: String,
-    #[serde(default)]
+    #[serde(rename = "p", default)]
     payload: serde_json::Value,
-    priority: Priority,
+    #[serde(rename = "m")]
     max_retries: u32,
+    #[serde(rename = "t")]
     timeout_ms: u64,
+    #[serde(rename = "c")]
     created_at: u64,
-    #[serde(default)]
-    run_at: u64,
-    partition: u32,
-    #[serde(default)]
+    #[serde(rename = "a", default)]
+    run_at: Option<u64>,
+    #[serde(rename = "l", default)]
     metadata: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(rename = "i", default)]
     idempotency_key: Option<String>,
 }
 
-/// Encodes the immutable part of `job`, stored in `partition`: its record.
-pub(crate) fn encode_record(job: &Job, partition: u32) -> Result<String, BackendError> {
+/// Encodes the immutable part of `job`: its record.
+pub(crate) fn encode_record(job: &Job) -> Result<String, BackendError> {
     serde_json::to_string(&RecordOut {
         kind: &job.kind,
         payload: &job.payload,
-        priority: job.priority,
         max_retries: job.max_retries,
         timeout_ms: job.timeout_ms,
         created_at: job.created_at,
-        run_at: job.run_at,
-        partition,
+        run_at: (job.run_at != job.created_at).then_some(job.run_at),
         metadata: &job.metadata,
         idempotency_key: &job.idempotency_key,
     })
@@ -102,6 +110,7 @@ fn bad_blob(blob: &str) -> BackendError {
 pub(crate) fn kind_of(record: &str) -> String {
     #[derive(Deserialize)]
     struct KindOnly {
+        #[serde(rename = "k")]
         kind: String,
     }
     serde_json::from_str::<KindOnly>(record)
@@ -109,26 +118,32 @@ pub(crate) fn kind_of(record: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A job built from its record, with the state of a fresh, never-run job
-/// (the caller overlays what the meta or the lease says).
-pub(crate) fn decode_record(id: JobId, record: &str) -> Result<Job, BackendError> {
+/// A job built from its record, stored in `partition` at `priority`, with
+/// the state of a fresh, never-run job (the caller overlays what the meta
+/// or the lease says).
+pub(crate) fn decode_record(
+    id: JobId,
+    record: &str,
+    partition: u32,
+    priority: Priority,
+) -> Result<Job, BackendError> {
     let r: RecordIn = serde_json::from_str(record)
         .map_err(|e| BackendError::Storage(format!("job {id}: unreadable record: {e}")))?;
     Ok(Job {
         id,
         kind: r.kind,
         payload: r.payload,
-        priority: r.priority,
+        priority,
         status: JobStatus::Queued,
         max_retries: r.max_retries,
         attempts: 0,
         deliveries: 0,
         created_at: r.created_at,
-        run_at: r.run_at,
+        run_at: r.run_at.unwrap_or(r.created_at),
         timeout_ms: r.timeout_ms,
         metadata: r.metadata,
         idempotency_key: r.idempotency_key,
-        partition: r.partition,
+        partition,
         started_at: None,
         finished_at: None,
         last_error: None,
@@ -255,10 +270,13 @@ impl Meta {
 pub(crate) fn job_from(
     id: JobId,
     record: &str,
+    partition: u32,
     meta: &Meta,
     lease: Option<u64>,
 ) -> Result<Job, BackendError> {
-    let mut job = decode_record(id, record)?;
+    let priority = Priority::from_rank(meta.rank)
+        .ok_or_else(|| BackendError::Storage(format!("job {id}: no priority {}", meta.rank)))?;
+    let mut job = decode_record(id, record, partition, priority)?;
     job.status = meta
         .job_status()
         .ok_or_else(|| BackendError::Storage(format!("job {id}: unknown status in {meta:?}")))?;
@@ -354,14 +372,21 @@ mod tests {
             .idempotency_key("k")
             .into_job(JobId::new_random(), 3, 1_000, &Default::default())
             .unwrap();
-        let record = encode_record(&job, job.partition).unwrap();
+        let record = encode_record(&job).unwrap();
         assert_eq!(kind_of(&record), "mail");
         assert_eq!(kind_of("not json"), "");
-        assert_eq!(decode_record(job.id, &record).unwrap(), job);
+        assert_eq!(
+            decode_record(job.id, &record, job.partition, job.priority).unwrap(),
+            job
+        );
+        assert!(!record.contains("priority"), "short names: {record}");
         // What ENQUEUE writes for a ready job.
         let fresh = Meta::parse("q|1|1700-0|0|0||||||0|").unwrap();
-        assert_eq!(job_from(job.id, &record, &fresh, None).unwrap(), job);
-        let running = job_from(job.id, &record, &fresh, Some(1_500)).unwrap();
+        assert_eq!(
+            job_from(job.id, &record, job.partition, &fresh, None).unwrap(),
+            job
+        );
+        let running = job_from(job.id, &record, job.partition, &fresh, Some(1_500)).unwrap();
         assert_eq!(
             (running.status, running.deliveries, running.started_at),
             (JobStatus::Running, 1, Some(1_500))
@@ -381,7 +406,7 @@ mod tests {
             result: "[1,2]".into(),
         };
         assert_eq!(Meta::parse(&done.format()), Some(done.clone()));
-        let finished = job_from(job.id, &record, &done, Some(5)).unwrap();
+        let finished = job_from(job.id, &record, job.partition, &done, Some(5)).unwrap();
         assert_eq!(finished.status, JobStatus::Completed);
         assert_eq!(finished.result, Some(serde_json::json!([1, 2])));
         assert_eq!(finished.last_error.as_deref(), Some("a|b 1|2"));

@@ -466,7 +466,7 @@ impl RedisBackend {
             })
             .collect();
         let mut jobs = Vec::with_capacity(wanted.len());
-        for ((_, ids), value) in groups.iter().zip(self.run(cmds).await?) {
+        for ((p, ids), value) in groups.iter().zip(self.run(cmds).await?) {
             let rows: Vec<(String, String, String, String)> = reply(value, "read")?;
             for (id, (meta, record, running, started)) in ids.iter().zip(rows) {
                 if meta.is_empty() {
@@ -476,7 +476,7 @@ impl RedisBackend {
                     BackendError::Storage(format!("job {id}: unreadable state {meta:?}"))
                 })?;
                 let lease = (running == "1").then(|| started.parse().unwrap_or(0));
-                jobs.push(job_from(*id, &record, &meta, lease)?);
+                jobs.push(job_from(*id, &record, *p, &meta, lease)?);
             }
         }
         Ok(jobs)
@@ -564,7 +564,7 @@ impl RedisBackend {
             started: now_ms,
         }
         .encode();
-        let priority = Priority::from_rank(rank);
+        let priority = Priority::from_rank(rank).unwrap_or_default();
         for (i, (id, record)) in jobs.into_iter().enumerate() {
             let id: JobId = match id.parse() {
                 Ok(id) => id,
@@ -573,7 +573,7 @@ impl RedisBackend {
                     continue;
                 }
             };
-            let mut job = match decode_record(id, record) {
+            let mut job = match decode_record(id, record, partition, priority) {
                 Ok(job) => job,
                 Err(error) => {
                     tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
@@ -593,7 +593,7 @@ impl RedisBackend {
                     receipt: Receipt {
                         job_id: id,
                         kind: job.kind.clone(),
-                        priority: priority.unwrap_or(job.priority),
+                        priority,
                         token: token.clone(),
                     },
                     delivery_count: deliveries,
@@ -784,7 +784,7 @@ impl QueueBackend for RedisBackend {
                         frame(
                             &mut blob,
                             &jobs[i].id.to_string(),
-                            &encode_record(&jobs[i], p)?,
+                            &encode_record(&jobs[i])?,
                         );
                     }
                     cmd.arg(rank).arg(chunk.len()).arg(blob);
@@ -808,7 +808,7 @@ impl QueueBackend for RedisBackend {
                 cmd.arg(job.id.to_string())
                     .arg(job.priority.rank())
                     .arg(job.run_at)
-                    .arg(encode_record(job, p)?)
+                    .arg(encode_record(job)?)
                     .arg(job.idempotency_key.as_deref().unwrap_or(""));
                 order.push(i);
             }
