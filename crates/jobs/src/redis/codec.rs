@@ -308,17 +308,17 @@ pub(crate) fn job_from(
 /// (this one included) and the lease start. The meta is not written at
 /// lease time, so completion writes these from the receipt.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Token {
+pub(crate) struct Token<'a> {
     pub partition: u32,
     pub rank: usize,
-    pub entry: String,
-    pub consumer: String,
+    pub entry: &'a str,
+    pub consumer: &'a str,
     pub attempts: u32,
     pub deliveries: u32,
     pub started: u64,
 }
 
-impl Token {
+impl<'a> Token<'a> {
     /// `partition:rank:entry/attempts/deliveries/started:consumer` (the
     /// consumer last: it may hold `:`; stream entry ids never hold `/`).
     pub fn encode(&self) -> String {
@@ -334,17 +334,18 @@ impl Token {
         )
     }
 
-    /// The token of a receipt this backend issued, or `None` for a foreign one.
-    pub fn decode(receipt: &Receipt) -> Option<Token> {
+    /// The token of a receipt this backend issued (borrowing from it), or
+    /// `None` for a foreign one.
+    pub fn decode(receipt: &'a Receipt) -> Option<Token<'a>> {
         let mut parts = receipt.token.splitn(4, ':');
         let partition = parts.next()?.parse().ok()?;
         let rank: usize = parts.next()?.parse().ok()?;
         let mut lease = parts.next()?.split('/');
-        let entry = lease.next()?.to_string();
+        let entry = lease.next()?;
         let attempts = lease.next()?.parse().ok()?;
         let deliveries = lease.next()?.parse().ok()?;
         let started = lease.next()?.parse().ok()?;
-        let consumer = parts.next()?.to_string();
+        let consumer = parts.next()?;
         if rank > 3 || entry.is_empty() || lease.next().is_some() {
             return None;
         }
@@ -449,8 +450,8 @@ mod tests {
         let token = Token {
             partition: 7,
             rank: 2,
-            entry: "1700000000000-3".into(),
-            consumer: "host:worker-1".into(),
+            entry: "1700000000000-3",
+            consumer: "host:worker-1",
             attempts: 4,
             deliveries: 2,
             started: 1_700_000_000_123,

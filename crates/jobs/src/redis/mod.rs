@@ -230,7 +230,7 @@ fn backend_error(error: RedisError) -> BackendError {
 }
 
 /// Receipts of one partition with their positions in the caller's batch.
-type Group<'a> = Vec<(usize, Token, &'a Receipt)>;
+type Group<'a> = Vec<(usize, Token<'a>, &'a Receipt)>;
 
 fn reply<T: redis::FromRedisValue>(value: Value, what: &str) -> Result<T, BackendError> {
     redis::from_owned_redis_value(value)
@@ -557,8 +557,8 @@ impl RedisBackend {
         let token = Token {
             partition,
             rank,
-            entry: held.entry.clone(),
-            consumer: held.consumer.clone(),
+            entry: &held.entry,
+            consumer: &held.consumer,
             attempts,
             deliveries,
             started: now_ms,
@@ -674,7 +674,7 @@ impl RedisBackend {
         &self,
         total: usize,
         groups: HashMap<u32, Group<'a>>,
-        build: impl Fn(u32, &[(usize, Token, &'a Receipt)]) -> Cmd,
+        build: impl Fn(u32, &[(usize, Token<'a>, &'a Receipt)]) -> Cmd,
     ) -> Result<Vec<AckOutcome>, BackendError> {
         let mut outcomes = vec![AckOutcome::LeaseLost; total];
         let groups: Vec<(u32, Group<'a>)> = groups.into_iter().collect();
@@ -728,7 +728,7 @@ impl RedisBackend {
             let mut cmd = self.script(&self.scripts.release, p);
             for (_, token, receipt) in items {
                 cmd.arg(token.rank)
-                    .arg(&token.entry)
+                    .arg(token.entry)
                     .arg(receipt.job_id.to_string())
                     .arg(token.deliveries);
             }
@@ -926,14 +926,14 @@ impl QueueBackend for RedisBackend {
                 items.chunk_by(|a, b| (a.1.rank, &a.1.entry) == (b.1.rank, &b.1.entry))
             {
                 let first = &same_entry[0].1;
-                cmd.arg(first.rank).arg(&first.entry).arg(same_entry.len());
+                cmd.arg(first.rank).arg(first.entry).arg(same_entry.len());
                 for (i, token, receipt) in same_entry {
                     // `C`: keep the stored last error and run time of a
                     // job that failed before.
                     let meta = Meta {
                         status: if token.attempts > 0 { 'C' } else { 'c' },
                         rank: token.rank,
-                        entry: token.entry.clone(),
+                        entry: token.entry.to_string(),
                         attempts: token.attempts.saturating_add(1),
                         deliveries: token.deliveries,
                         run_at: None,
@@ -970,7 +970,7 @@ impl QueueBackend for RedisBackend {
         let mut cmd = self.script(&self.scripts.fail, token.partition);
         cmd.arg(now_ms)
             .arg(token.rank)
-            .arg(&token.entry)
+            .arg(token.entry)
             .arg(receipt.job_id.to_string())
             .arg(&error)
             .arg(mode)
@@ -1018,11 +1018,11 @@ impl QueueBackend for RedisBackend {
             cmd.arg(lease_ms).arg(
                 items
                     .first()
-                    .map(|(_, t, _)| t.consumer.as_str())
+                    .map(|(_, t, _)| t.consumer)
                     .unwrap_or("renewer"),
             );
             for (_, token, _) in items {
-                cmd.arg(token.rank).arg(&token.entry);
+                cmd.arg(token.rank).arg(token.entry);
             }
             cmd
         })
@@ -1035,7 +1035,7 @@ impl QueueBackend for RedisBackend {
         };
         let mut cmd = self.script(&self.scripts.progress, token.partition);
         cmd.arg(token.rank)
-            .arg(&token.entry)
+            .arg(token.entry)
             .arg(receipt.job_id.to_string())
             .arg(value.min(100));
         self.run_one_lease(cmd, "progress").await
