@@ -65,6 +65,10 @@ use crate::partition::{OwnedPartitions, Partitioner, DEFAULT_PARTITIONS};
 /// commands, exclusive `XRANGE` bounds).
 const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
 
+/// Upper bound of [`RedisConfig::entry_jobs`]: what one fetch may hold
+/// beyond what it hands out stays small.
+const MAX_ENTRY_JOBS: usize = 10_000;
+
 /// Settings of the Redis backend. Defaults in brackets.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -79,7 +83,7 @@ pub struct RedisConfig {
     pub max_live_jobs: u64,
     /// How long an idempotency key is remembered; `None` forever [7 days].
     pub idempotency_ttl: Option<Duration>,
-    /// Most jobs one stream entry carries [256]. Bigger entries cost Redis
+    /// Most jobs one stream entry carries [256, at most 10,000]. Bigger entries cost Redis
     /// less per job; a fetch may lease up to one entry more per partition
     /// than it hands out, held in this process for the next fetch: at most
     /// `partitions × entry_jobs` jobs per priority (a fetch leases at a
@@ -405,6 +409,11 @@ impl RedisBackend {
         }
     }
 
+    /// Jobs per stream entry: the setting, within 1..=[`MAX_ENTRY_JOBS`].
+    fn entry_jobs(&self) -> usize {
+        self.config.entry_jobs.clamp(1, MAX_ENTRY_JOBS)
+    }
+
     /// Runs a script about one lease, answering '1' (done) or '0' (lost).
     async fn run_one_lease(&self, cmd: Cmd, what: &str) -> Result<AckOutcome, BackendError> {
         let value = self.run(vec![cmd]).await?.pop().unwrap_or(Value::Nil);
@@ -704,7 +713,7 @@ impl RedisBackend {
     }
 
     /// Hands every held job back to its queue.
-    async fn release_held(&self, now_ms: u64) -> Result<(), BackendError> {
+    async fn release_held(&self) -> Result<(), BackendError> {
         let receipts: Vec<Receipt> = {
             let mut held = self.held.lock();
             held.iter_mut()
@@ -713,7 +722,7 @@ impl RedisBackend {
                 .collect()
         };
         if !receipts.is_empty() {
-            self.release_receipts(receipts, now_ms).await?;
+            self.release_receipts(receipts).await?;
         }
         Ok(())
     }
@@ -721,7 +730,6 @@ impl RedisBackend {
     async fn release_receipts(
         &self,
         receipts: Vec<Receipt>,
-        _now_ms: u64,
     ) -> Result<Vec<AckOutcome>, BackendError> {
         let groups = self.by_partition(receipts.iter());
         self.per_item(receipts.len(), groups, |p, items| {
@@ -757,7 +765,7 @@ impl QueueBackend for RedisBackend {
         for (i, job) in jobs.iter().enumerate() {
             groups.entry(self.home(job)).or_default().push(i);
         }
-        let entry_jobs = self.config.entry_jobs.max(1);
+        let entry_jobs = self.entry_jobs();
         // Per partition: the call's job order (entries' jobs, then delayed
         // ones), which the script's duplicate indexes refer to.
         let mut calls: Vec<Vec<usize>> = Vec::with_capacity(groups.len());
@@ -987,14 +995,14 @@ impl QueueBackend for RedisBackend {
     async fn release(
         &self,
         receipts: Vec<Receipt>,
-        now_ms: u64,
+        _now_ms: u64,
     ) -> Result<Vec<AckOutcome>, BackendError> {
         let outcomes = if receipts.is_empty() {
             Vec::new()
         } else {
-            self.release_receipts(receipts, now_ms).await?
+            self.release_receipts(receipts).await?
         };
-        self.release_held(now_ms).await?;
+        self.release_held().await?;
         Ok(outcomes)
     }
 
@@ -1048,9 +1056,7 @@ impl QueueBackend for RedisBackend {
             .into_iter()
             .map(|p| {
                 let mut cmd = self.script(&self.scripts.promote, p);
-                cmd.arg(now_ms)
-                    .arg(limit)
-                    .arg(self.config.entry_jobs.clamp(1, 1_000));
+                cmd.arg(now_ms).arg(limit).arg(self.entry_jobs());
                 cmd
             })
             .collect();
@@ -1210,7 +1216,7 @@ impl QueueBackend for RedisBackend {
     }
 
     async fn close(&self) -> Result<(), BackendError> {
-        let released = self.release_held(crate::clock::now_ms()).await;
+        let released = self.release_held().await;
         self.closed.store(true, Ordering::Release);
         released
     }
