@@ -13,7 +13,7 @@
 //! partition and priority in three fields: `h` (`deliveries|attempts`,
 //! shared by every job of the entry), `n` (how many jobs) and `b`, the
 //! jobs' ids and immutable records (JSON, written once) framed as
-//! `<len>:<id><len>:<record>…` (see `codec::Batch`). One field rather than
+//! `<len>:<id><len>:<record>…` (see `codec::frame`). One field rather than
 //! two per job keeps every stream command and reply short. Per-job Redis
 //! work is what sets the throughput of a job queue, so the hot path does
 //! none of it per job that can be done per entry: one XADD stores a whole
