@@ -377,6 +377,31 @@ async fn a_poison_job_lands_in_its_partition_s_dead_letter_stream() {
     );
 }
 
+/// A namespace written by an older key layout is refused at connect,
+/// naming the way out, rather than read (its entries would look empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_of_an_older_layout_is_refused() {
+    let server = RedisServer::start();
+    let ns = fresh_namespace();
+    let mut conn = raw(&server).await;
+    let _: () = conn
+        .hset(format!("{ns}:{{p3}}:counts"), "q2", 5)
+        .await
+        .unwrap();
+    let error = RedisBackend::connect(RedisConfig::new(server.url()).namespace(&ns))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("older IronForge layout") && message.contains("--namespace"),
+        "{message}"
+    );
+    // A namespace this layout wrote connects again.
+    let fresh = fresh_namespace();
+    backend(&server, &fresh).await;
+    backend(&server, &fresh).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_reported_unavailable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

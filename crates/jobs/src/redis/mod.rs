@@ -271,8 +271,8 @@ type LeasedEntry = (String, String, String, Vec<String>);
 impl RedisBackend {
     /// Connects, checks the server version, loads the scripts and creates
     /// the consumer groups. Fails with `Unavailable` if Redis cannot be
-    /// reached, `Storage` if the URL or namespace is invalid or the server
-    /// is too old.
+    /// reached, `Storage` if the URL or namespace is invalid, the server is
+    /// too old, or the namespace holds jobs of an older key layout.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend, BackendError> {
         check_namespace(&config.namespace)?;
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
@@ -307,7 +307,14 @@ impl RedisBackend {
         let cmds = (0..backend.partitions())
             .map(|p| backend.script(&backend.scripts.ensure_groups, p))
             .collect();
-        backend.run(cmds).await?;
+        backend.run(cmds).await.map_err(|e| match e {
+            BackendError::Storage(m) if m.contains("OLDLAYOUT") => BackendError::Storage(format!(
+                "redis namespace {:?} holds jobs written by an older IronForge layout; \
+                 drain it with the older version or use another --namespace ({m})",
+                backend.config.namespace
+            )),
+            other => other,
+        })?;
         tracing::info!(
             namespace = %backend.config.namespace,
             partitions = backend.partitions(),

@@ -32,7 +32,7 @@
 //! The `entries` hash keeps per entry (`rank:entry id`) `open|lease_ms|
 //! leased_at`: how many of its jobs are still queued in it, and its lease.
 //! `counts` keeps `q0..q3` (jobs queued in undelivered entries), `sched`,
-//! `retry`, `run`, `done`, `dead`, `cancel`.
+//! `retry`, `run`, `done`, `dead`, `cancel`, and `layout` (2: this one).
 
 /// Helpers prepended to every script.
 const PRELUDE: &str = r#"
@@ -178,10 +178,20 @@ local function finished(pfx, status, ids, len)
 end
 "#;
 
-/// Creates the consumer group of every priority stream (idempotent).
-/// ARGV: pfx.
+/// Checks the partition's layout and creates the consumer group of every
+/// priority stream (idempotent). ARGV: pfx. A partition used by an older
+/// layout (a counts hash without `layout = 2`) is refused rather than
+/// read: its entries would look empty and be acknowledged unread.
 const ENSURE_GROUPS: &str = r#"
 local pfx = ARGV[1]
+local layout = redis.call('HGET', KEYS[1], 'layout')
+if not layout and redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('OLDLAYOUT ' .. pfx .. ' holds jobs of an older layout')
+end
+if layout and layout ~= '2' then
+  return redis.error_reply('OLDLAYOUT ' .. pfx .. ' holds layout ' .. layout)
+end
+redis.call('HSET', KEYS[1], 'layout', '2')
 for r = 0, 3 do
   local res = redis.pcall('XGROUP', 'CREATE', skey(pfx, r), GROUP, '0', 'MKSTREAM')
   if type(res) == 'table' and res.err and not string.find(res.err, 'BUSYGROUP') then
