@@ -12,8 +12,9 @@
 //!    apart, handler start minus submission time (µs resolution).
 //!
 //! Prints jobs/s, latency percentiles, the process's peak RSS (VmHWM) and,
-//! per phase, the Redis server's user CPU per job (`INFO cpu`, which is less
-//! sensitive than jobs/s to other load on a shared machine).
+//! per phase, CPU per job of the Redis server (user and system, `INFO cpu`)
+//! and of this process (`getrusage`): less sensitive than jobs/s to other
+//! load on a shared machine, and it says which side a change helped.
 //! N = `JOBS_BENCH_N` (default 200,000); the Worker's batch sizes can be
 //! changed with `JOBS_BENCH_CONCURRENCY`, `JOBS_BENCH_FETCH` and
 //! `JOBS_BENCH_ACK`. Run:
@@ -110,30 +111,65 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The Redis server's user CPU seconds so far (`INFO cpu`), or 0 if unreadable.
-async fn redis_cpu(url: &str) -> f64 {
-    let Ok(client) = redis::Client::open(url) else {
-        return 0.0;
-    };
-    let Ok(mut conn) = client.get_multiplexed_tokio_connection().await else {
-        return 0.0;
-    };
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_cpu_user:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+/// CPU seconds used so far: the Redis server's (user, system; `INFO cpu`,
+/// 0 if unreadable) and this process's (user + system, `getrusage`).
+#[derive(Clone, Copy)]
+struct Cpu {
+    redis_user: f64,
+    redis_sys: f64,
+    process: f64,
 }
 
-fn cpu_per_job(before: f64, after: f64, jobs: usize) -> String {
-    format!(
-        "Redis user CPU {:.1} µs/job",
-        (after - before) * 1e6 / jobs.max(1) as f64
-    )
+impl Cpu {
+    async fn now(url: &str) -> Cpu {
+        let mut cpu = Cpu {
+            redis_user: 0.0,
+            redis_sys: 0.0,
+            process: process_cpu(),
+        };
+        let Ok(client) = redis::Client::open(url) else {
+            return cpu;
+        };
+        let Ok(mut conn) = client.get_multiplexed_tokio_connection().await else {
+            return cpu;
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        cpu.redis_user = field("used_cpu_user:");
+        cpu.redis_sys = field("used_cpu_sys:");
+        cpu
+    }
+
+    /// CPU per job since `earlier`.
+    fn per_job_since(&self, earlier: &Cpu, jobs: usize) -> String {
+        let per = |a: f64, b: f64| (a - b) * 1e6 / jobs.max(1) as f64;
+        format!(
+            "Redis user CPU {:.1} µs/job, sys {:.1}; this process {:.1} µs/job",
+            per(self.redis_user, earlier.redis_user),
+            per(self.redis_sys, earlier.redis_sys),
+            per(self.process, earlier.process)
+        )
+    }
+}
+
+/// This process's user + system CPU seconds so far.
+fn process_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 async fn connect(url: &str, namespace: &str) -> Arc<dyn QueueBackend> {
@@ -160,16 +196,16 @@ async fn main() {
     // 1 + 2: enqueue a backlog, then drain it.
     let backend = connect(&url, "bench1").await;
     let client = Client::new(backend.clone());
-    let cpu0 = redis_cpu(&url).await;
+    let cpu0 = Cpu::now(&url).await;
     let started = Instant::now();
     submit_all(&client, n).await;
     let enqueue = started.elapsed();
-    let cpu1 = redis_cpu(&url).await;
+    let cpu1 = Cpu::now(&url).await;
     println!(
         "enqueue (batch):   {:>9.0} jobs/s  ({n} in {:.2} s; {})",
         n as f64 / enqueue.as_secs_f64(),
         enqueue.as_secs_f64(),
-        cpu_per_job(cpu0, cpu1, n)
+        cpu1.per_job_since(&cpu0, n)
     );
     let done = Arc::new(AtomicUsize::new(0));
     let counter = done.clone();
@@ -187,13 +223,13 @@ async fn main() {
     );
     wait_completed(&backend, n as u64).await;
     let drain = started.elapsed();
-    let cpu2 = redis_cpu(&url).await;
+    let cpu2 = Cpu::now(&url).await;
     worker.shutdown(Duration::from_secs(5)).await;
     println!(
         "drain backlog:     {:>9.0} jobs/s  ({n} in {:.2} s; {})",
         n as f64 / drain.as_secs_f64(),
         drain.as_secs_f64(),
-        cpu_per_job(cpu1, cpu2, n)
+        cpu2.per_job_since(&cpu1, n)
     );
 
     // 3: end to end, workers running while jobs arrive.
@@ -213,13 +249,13 @@ async fn main() {
         worker_config(),
         Observers::default(),
     );
-    let cpu3 = redis_cpu(&url).await;
+    let cpu3 = Cpu::now(&url).await;
     let started = Instant::now();
     submit_all(&client, n).await;
     let submitted = started.elapsed();
     wait_completed(&backend, n as u64).await;
     let e2e = started.elapsed();
-    let cpu4 = redis_cpu(&url).await;
+    let cpu4 = Cpu::now(&url).await;
     worker.shutdown(Duration::from_secs(5)).await;
     let mut waits = latencies.lock().clone();
     waits.sort_unstable();
@@ -228,7 +264,7 @@ async fn main() {
         n as f64 / e2e.as_secs_f64(),
         e2e.as_secs_f64(),
         submitted.as_secs_f64(),
-        cpu_per_job(cpu3, cpu4, n)
+        cpu4.per_job_since(&cpu3, n)
     );
     println!(
         "pickup latency:    p50 {} ms, p99 {} ms, max {} ms",
