@@ -25,7 +25,7 @@
 //! |---|---|
 //! | partitions P (job partitions = ring partitions) | `RedisConfig::partitions` (default 16), at most [`ironforge_ring::MAX_PARTITIONS`] |
 //! | preference list N | [`ClusterConfig::replicas`] (default [`DEFAULT_REPLICAS`] = 3) |
-//! | a joining node waits for its seeds | [`ownership::DEFAULT_JOIN_GRACE`] (5 s), then settles for [`ownership::DEFAULT_JOIN_SETTLE`] (300 ms) |
+//! | a joining node waits for its seeds | [`ownership::DEFAULT_JOIN_GRACE`] (5 s), then settles for [`ownership::DEFAULT_JOIN_SETTLE`] (2 s) |
 //! | workflow routing mailboxes | [`routing::DEFAULT_ROUTING_QUEUE`] (default 1024) messages each, newest dropped |
 //! | forwarded calls waiting / served at once | [`routing::MAX_FORWARDS_IN_FLIGHT`] (default 1024) / [`routing::MAX_CALLS_SERVED_AT_ONCE`] (default 64) |
 //! | forward timeout | [`routing::DEFAULT_FORWARD_TIMEOUT`] (5 s) |
