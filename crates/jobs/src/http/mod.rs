@@ -70,7 +70,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -256,7 +255,6 @@ impl ApiState {
 
 /// The API's routes over `state`.
 pub fn router(state: ApiState) -> Router {
-    let body_limit = state.inner.config.body_limit;
     Router::new()
         .route("/jobs", post(routes::submit_jobs).get(routes::list_jobs))
         .route(
@@ -277,7 +275,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/workflows/{id}/state", get(workflows::state))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
