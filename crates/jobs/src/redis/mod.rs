@@ -264,6 +264,14 @@ fn status_error(id: JobId, reply: &str, action: &'static str) -> BackendError {
 /// Held entries to renew by (partition, lease, consumer): their ranks and ids.
 type RenewGroups<'a> = HashMap<(u32, u64, &'a str), Vec<(usize, &'a str)>>;
 
+/// What one fetch asked for, the same for every entry it leases.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    consumer: &'a str,
+    lease_ms: u64,
+    now_ms: u64,
+}
+
 /// One entry as the lease script returns it: id, header, blob, and the
 /// jobs' meta values for a non-fresh entry.
 type LeasedEntry = (String, String, String, Vec<String>);
@@ -504,121 +512,28 @@ impl RedisBackend {
         &self,
         rank: usize,
         shares: &[(u32, usize)],
-        consumer: &str,
-        lease_ms: u64,
-        now_ms: u64,
+        asked: &Asked<'_>,
     ) -> Result<Vec<HeldJob>, BackendError> {
         let cmds = shares
             .iter()
             .map(|(p, want)| {
                 let mut cmd = self.script(&self.scripts.lease, *p);
-                cmd.arg(consumer)
+                cmd.arg(asked.consumer)
                     .arg(rank)
                     .arg(*want)
-                    .arg(lease_ms)
-                    .arg(now_ms);
+                    .arg(asked.lease_ms)
+                    .arg(asked.now_ms);
                 cmd
             })
             .collect();
         let mut held = Vec::new();
         for ((partition, _), value) in shares.iter().zip(self.run(cmds).await?) {
             let entries: Vec<LeasedEntry> = reply(value, "lease")?;
-            for (entry, header, blob, metas) in entries {
-                self.unpack_entry(
-                    *partition, rank, entry, &header, &blob, &metas, consumer, lease_ms, now_ms,
-                    &mut held,
-                );
+            for entry in entries {
+                unpack_entry(*partition, rank, entry, asked, &mut held);
             }
         }
         Ok(held)
-    }
-
-    /// Turns one leased entry into leases (jobs whose record cannot be read
-    /// are logged and left to the reclaimer).
-    #[allow(clippy::too_many_arguments)]
-    fn unpack_entry(
-        &self,
-        partition: u32,
-        rank: usize,
-        entry: String,
-        header: &str,
-        blob: &str,
-        metas: &[String],
-        consumer: &str,
-        lease_ms: u64,
-        now_ms: u64,
-        out: &mut Vec<HeldJob>,
-    ) {
-        let jobs = match unframe(blob) {
-            Ok(jobs) => jobs,
-            Err(error) => {
-                tracing::error!(%entry, %error, "leased entry is unreadable; it will be reclaimed");
-                return;
-            }
-        };
-        let (deliveries, attempts) = header
-            .split_once('|')
-            .and_then(|(d, a)| Some((d.parse::<u32>().ok()?, a.parse::<u32>().ok()?)))
-            .unwrap_or((0, 0));
-        let deliveries = deliveries.saturating_add(1);
-        let held = Arc::new(HeldEntry {
-            partition,
-            rank,
-            entry,
-            consumer: consumer.to_string(),
-            lease_ms,
-            renewed_at: AtomicU64::new(now_ms),
-        });
-        // One token per entry: the receipt names the job besides it.
-        let token = Token {
-            partition,
-            rank,
-            entry: &held.entry,
-            consumer: &held.consumer,
-            attempts,
-            deliveries,
-            started: now_ms,
-        }
-        .encode();
-        let priority = Priority::from_rank(rank).unwrap_or_default();
-        for (i, (id, record)) in jobs.into_iter().enumerate() {
-            let id: JobId = match id.parse() {
-                Ok(id) => id,
-                Err(_) => {
-                    tracing::error!(entry = %held.entry, "stream entry with an invalid job id skipped");
-                    continue;
-                }
-            };
-            let mut job = match decode_record(id, record, partition, priority) {
-                Ok(job) => job,
-                Err(error) => {
-                    tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
-                    continue;
-                }
-            };
-            if let Some(meta) = metas.get(i).and_then(|m| Meta::parse(m)) {
-                job.run_at = meta.run_at.unwrap_or(job.run_at);
-                job.last_error = Some(meta.last_error).filter(|e| !e.is_empty());
-            }
-            job.status = JobStatus::Running;
-            job.attempts = attempts;
-            job.deliveries = deliveries;
-            job.started_at = Some(now_ms);
-            out.push(HeldJob {
-                lease: Lease {
-                    receipt: Receipt {
-                        job_id: id,
-                        kind: job.kind.clone(),
-                        priority,
-                        token: token.clone(),
-                    },
-                    delivery_count: deliveries,
-                    expires_at: now_ms.saturating_add(lease_ms),
-                    job,
-                },
-                entry: held.clone(),
-            });
-        }
     }
 
     /// RENEW commands for held entries not renewed for a third of their
@@ -753,6 +668,92 @@ impl RedisBackend {
     }
 }
 
+/// Turns one leased entry into leases (jobs whose record cannot be read
+/// are logged and left to the reclaimer).
+fn unpack_entry(
+    partition: u32,
+    rank: usize,
+    (entry, header, blob, metas): LeasedEntry,
+    asked: &Asked<'_>,
+    out: &mut Vec<HeldJob>,
+) {
+    let Asked {
+        consumer,
+        lease_ms,
+        now_ms,
+    } = *asked;
+    let jobs = match unframe(&blob) {
+        Ok(jobs) => jobs,
+        Err(error) => {
+            tracing::error!(%entry, %error, "leased entry is unreadable; it will be reclaimed");
+            return;
+        }
+    };
+    let (deliveries, attempts) = header
+        .split_once('|')
+        .and_then(|(d, a)| Some((d.parse::<u32>().ok()?, a.parse::<u32>().ok()?)))
+        .unwrap_or((0, 0));
+    let deliveries = deliveries.saturating_add(1);
+    let held = Arc::new(HeldEntry {
+        partition,
+        rank,
+        entry,
+        consumer: consumer.to_string(),
+        lease_ms,
+        renewed_at: AtomicU64::new(now_ms),
+    });
+    // One token per entry: the receipt names the job besides it.
+    let token = Token {
+        partition,
+        rank,
+        entry: &held.entry,
+        consumer: &held.consumer,
+        attempts,
+        deliveries,
+        started: now_ms,
+    }
+    .encode();
+    let priority = Priority::from_rank(rank).unwrap_or_default();
+    for (i, (id, record)) in jobs.into_iter().enumerate() {
+        let id: JobId = match id.parse() {
+            Ok(id) => id,
+            Err(_) => {
+                tracing::error!(entry = %held.entry, "stream entry with an invalid job id skipped");
+                continue;
+            }
+        };
+        let mut job = match decode_record(id, record, partition, priority) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(%id, %error, "leased job is unreadable; it will be reclaimed");
+                continue;
+            }
+        };
+        if let Some(meta) = metas.get(i).and_then(|m| Meta::parse(m)) {
+            job.run_at = meta.run_at.unwrap_or(job.run_at);
+            job.last_error = Some(meta.last_error).filter(|e| !e.is_empty());
+        }
+        job.status = JobStatus::Running;
+        job.attempts = attempts;
+        job.deliveries = deliveries;
+        job.started_at = Some(now_ms);
+        out.push(HeldJob {
+            lease: Lease {
+                receipt: Receipt {
+                    job_id: id,
+                    kind: job.kind.clone(),
+                    priority,
+                    token: token.clone(),
+                },
+                delivery_count: deliveries,
+                expires_at: now_ms.saturating_add(lease_ms),
+                job,
+            },
+            entry: held.clone(),
+        });
+    }
+}
+
 #[async_trait]
 impl QueueBackend for RedisBackend {
     fn name(&self) -> &'static str {
@@ -794,17 +795,14 @@ impl QueueBackend for RedisBackend {
             let mut order = Vec::new();
             for (rank, members) in by_rank.iter().enumerate() {
                 for chunk in members.chunks(entry_jobs) {
+                    let ids: Vec<String> = chunk.iter().map(|&i| jobs[i].id.to_string()).collect();
                     let mut blob = String::new();
-                    for &i in chunk {
-                        frame(
-                            &mut blob,
-                            &jobs[i].id.to_string(),
-                            &encode_record(&jobs[i])?,
-                        );
+                    for (&i, id) in chunk.iter().zip(&ids) {
+                        frame(&mut blob, id, &encode_record(&jobs[i])?);
                     }
                     cmd.arg(rank).arg(chunk.len()).arg(blob);
-                    for &i in chunk {
-                        cmd.arg(jobs[i].id.to_string());
+                    for id in &ids {
+                        cmd.arg(id);
                     }
                     let keyed: Vec<(usize, &str)> = chunk
                         .iter()
@@ -895,7 +893,11 @@ impl QueueBackend for RedisBackend {
             }
             queued.push((*p, per_rank));
         }
-        let lease_ms = millis(lease);
+        let asked = Asked {
+            consumer,
+            lease_ms: millis(lease),
+            now_ms,
+        };
         let mut out = Vec::with_capacity(max);
         for rank in 0..4 {
             self.take_held(rank, max - out.len(), &mut out);
@@ -911,7 +913,7 @@ impl QueueBackend for RedisBackend {
             if plan.is_empty() {
                 continue;
             }
-            let leased = self.lease(rank, &plan, consumer, lease_ms, now_ms).await?;
+            let leased = self.lease(rank, &plan, &asked).await?;
             self.held.lock()[rank].extend(leased);
             self.take_held(rank, max - out.len(), &mut out);
             if out.len() == max {
