@@ -136,7 +136,20 @@ impl Member {
                 .map(|a| a["partition"].as_u64().unwrap() as u32)
                 .collect();
             let owned: Vec<u32> = serde_json::from_value(ring["owned"].clone()).unwrap();
-            if view["members"] == json!(members) && view["join"] == "joined" && owned == on_ring {
+            // Two requests, two snapshots: the ring answer must itself be
+            // of the whole membership, or an older ring (before the last
+            // join) would pass with the newer members view.
+            let ring_members: Vec<&str> = ring["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["member"].as_str().unwrap())
+                .collect();
+            if view["members"] == json!(members)
+                && ring_members == members
+                && view["join"] == "joined"
+                && owned == on_ring
+            {
                 return owned;
             }
             assert!(
