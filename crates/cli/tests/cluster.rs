@@ -335,17 +335,19 @@ fn post_any(http: &Http, url: &str, body: Value) -> (u16, Value) {
     })
 }
 
-/// The workflow's summary once it has finished (polled on `reader`).
+/// The workflow's summary once it has finished (polled on `reader`, which
+/// may not have heard of it yet if another member took the submission: a
+/// 404 counts as still running).
 fn wait_workflow(http: &Http, reader: &Member, id: &str) -> Value {
     let deadline = Instant::now() + HARD_BOUND;
     loop {
-        let summary = http.get(&reader.url(&format!("/workflows/{id}")));
-        if summary["status"] != "running" {
-            return summary;
+        let summary = http.get_if_known(&reader.url(&format!("/workflows/{id}")));
+        if let Some(summary) = summary.as_ref().filter(|s| s["status"] != "running") {
+            return summary.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "workflow never finished: {summary}"
+            "workflow never finished: {summary:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
