@@ -118,6 +118,7 @@ async fn every_key_of_a_partition_shares_its_hash_tag() {
         "stream:low",
         "meta",
         "entries",
+        "completions",
         "parked",
         "delayed",
         "dead",
@@ -177,7 +178,8 @@ fn blob_ids(blob: &str) -> Vec<String> {
 }
 
 /// The job's record is written once, in its stream entry; its state
-/// changes (lease, progress, completion) touch only its meta field.
+/// changes touch only its meta field (progress) or its entry's state and
+/// completion record (completion), never the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payload_is_written_once_and_never_re_encoded() {
     let server = RedisServer::start();
@@ -205,6 +207,12 @@ async fn the_payload_is_written_once_and_never_re_encoded() {
         .unwrap()
         .remove(0);
     backend.progress(&lease.receipt, 50).await.unwrap();
+    let meta_key = format!("{prefix}meta");
+    let progressed: String = conn.hget(&meta_key, id.to_string()).await.unwrap();
+    assert!(
+        progressed.starts_with("q|") && progressed.contains("|50|"),
+        "{progressed}"
+    );
     backend
         .complete(
             vec![ironforge_jobs::Completion {
@@ -216,12 +224,20 @@ async fn the_payload_is_written_once_and_never_re_encoded() {
         .await
         .unwrap();
     assert_eq!(stream_fields(&mut conn, &stream).await, before);
-    let meta: String = conn
-        .hget(format!("{prefix}meta"), id.to_string())
-        .await
-        .unwrap();
-    assert!(meta.starts_with("c|"), "{meta}");
+    // Completion wrote no per-job field: the meta is as progress left it,
+    // and the entry's completion record holds the result.
+    let meta: String = conn.hget(&meta_key, id.to_string()).await.unwrap();
+    assert_eq!(meta, progressed);
+    let records: HashMap<String, String> =
+        conn.hgetall(format!("{prefix}completions")).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(
+        records.values().all(|r| r.ends_with("|\"done\"")),
+        "{records:?}"
+    );
     let done = client.get(id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!((done.progress, done.attempts), (None, 1));
     assert_eq!(done.payload, job.payload);
     assert_eq!(done.result, Some(serde_json::json!("done")));
 }
@@ -672,7 +688,8 @@ async fn a_worker_process_killed_with_sigkill_loses_nothing() {
 /// priority; leasing it writes no job state; a fetch that asks for fewer
 /// jobs than the entry holds keeps the rest for the next fetch; the entry
 /// is acknowledged only when its last job finishes, and stays as the
-/// record of what ran.
+/// record of what ran; each job of it reads as what happened to it (a
+/// failure in the middle of the entry, completions on either side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
     let server = RedisServer::start();
@@ -738,8 +755,21 @@ async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
         ids[1..].to_vec(),
         "the held jobs, in order"
     );
+    // One job of the entry dies; a late completion of it is refused.
+    let (dying, living) = rest.split_first().unwrap();
+    let outcome = backend
+        .fail(
+            dying.receipt.clone(),
+            "broken".into(),
+            ironforge_jobs::FailDecision::Dead,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, ironforge_jobs::AckOutcome::Ok);
     let outcomes = backend.complete(done(&rest), now_ms()).await.unwrap();
-    assert!(outcomes
+    assert_eq!(outcomes[0], ironforge_jobs::AckOutcome::LeaseLost);
+    assert!(outcomes[1..]
         .iter()
         .all(|o| *o == ironforge_jobs::AckOutcome::Ok));
     let pending: redis::streams::StreamPendingReply =
@@ -748,18 +778,30 @@ async fn a_batch_is_one_entry_acknowledged_when_its_last_job_finishes() {
     let open: u64 = conn.hlen(format!("{prefix}entries")).await.unwrap();
     assert_eq!(open, 0);
     assert_eq!(stream_fields(&mut conn, &stream).await, entries);
-    for id in &ids {
+    let dead = client.get(dying.job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (dead.status, dead.last_error.as_deref(), dead.result),
+        (JobStatus::Dead, Some("broken"), None)
+    );
+    for id in std::iter::once(&ids[0]).chain(living.iter().map(|l| &l.job.id)) {
         let job = client.get(*id).await.unwrap().unwrap();
         assert_eq!(
-            (job.status, job.attempts, job.deliveries),
-            (JobStatus::Completed, 1, 1)
+            (job.status, job.attempts, job.deliveries, job.result),
+            (JobStatus::Completed, 1, 1, Some(serde_json::json!("ok")))
         );
         assert!(job.started_at.is_some() && job.finished_at.is_some());
+        let refused = client.cancel(*id).await.unwrap_err();
+        assert!(refused.to_string().contains("completed"), "{refused}");
     }
     let stats = client.stats().await.unwrap();
     assert_eq!(
-        (stats.completed, stats.running, stats.queued.total()),
-        (6, 0, 0)
+        (
+            stats.completed,
+            stats.dead,
+            stats.running,
+            stats.queued.total()
+        ),
+        (5, 1, 0, 0)
     );
 }
 

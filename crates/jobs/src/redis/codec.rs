@@ -224,7 +224,8 @@ impl Meta {
         })
     }
 
-    /// The value as stored.
+    /// The value as stored (the scripts write it; tests check the round trip).
+    #[cfg(test)]
     pub fn format(&self) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(48 + self.last_error.len() + self.result.len());
@@ -303,35 +304,59 @@ pub(crate) fn job_from(
     Ok(job)
 }
 
-/// Where a lease lives: partition, priority stream, entry id and consumer,
-/// plus what the lease started with: the job's attempts, its deliveries
-/// (this one included) and the lease start. The meta is not written at
-/// lease time, so completion writes these from the receipt.
+/// Where a lease lives: partition, priority stream, entry id, the job's
+/// position in the entry and the consumer, plus what the lease started
+/// with: the job's attempts, its deliveries (this one included) and the
+/// lease start. The meta is not written at lease time, so completion
+/// writes these from the receipt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Token<'a> {
     pub partition: u32,
     pub rank: usize,
     pub entry: &'a str,
+    pub position: usize,
     pub consumer: &'a str,
     pub attempts: u32,
     pub deliveries: u32,
     pub started: u64,
 }
 
+/// The tokens of one leased entry, which differ only in the position.
+pub(crate) struct EntryTokens {
+    head: String,
+    tail: String,
+}
+
+impl EntryTokens {
+    /// The token of the job at `position`.
+    pub fn at(&self, position: usize) -> String {
+        use std::fmt::Write;
+        let mut token = String::with_capacity(self.head.len() + self.tail.len() + 5);
+        token.push_str(&self.head);
+        // Writing to a String cannot fail.
+        let _ = write!(token, "{position}");
+        token.push_str(&self.tail);
+        token
+    }
+}
+
 impl<'a> Token<'a> {
-    /// `partition:rank:entry/attempts/deliveries/started:consumer` (the
-    /// consumer last: it may hold `:`; stream entry ids never hold `/`).
+    /// `partition:rank:entry/attempts/deliveries/started/position:consumer`
+    /// (the consumer last: it may hold `:`; stream entry ids never hold `/`).
+    #[cfg(test)]
     pub fn encode(&self) -> String {
-        format!(
-            "{}:{}:{}/{}/{}/{}:{}",
-            self.partition,
-            self.rank,
-            self.entry,
-            self.attempts,
-            self.deliveries,
-            self.started,
-            self.consumer
-        )
+        self.of_entry().at(self.position)
+    }
+
+    /// The tokens of this token's entry (its position is ignored).
+    pub fn of_entry(&self) -> EntryTokens {
+        EntryTokens {
+            head: format!(
+                "{}:{}:{}/{}/{}/{}/",
+                self.partition, self.rank, self.entry, self.attempts, self.deliveries, self.started,
+            ),
+            tail: format!(":{}", self.consumer),
+        }
     }
 
     /// The token of a receipt this backend issued (borrowing from it), or
@@ -345,6 +370,7 @@ impl<'a> Token<'a> {
         let attempts = lease.next()?.parse().ok()?;
         let deliveries = lease.next()?.parse().ok()?;
         let started = lease.next()?.parse().ok()?;
+        let position = lease.next()?.parse().ok()?;
         let consumer = parts.next()?;
         if rank > 3 || entry.is_empty() || lease.next().is_some() {
             return None;
@@ -353,6 +379,7 @@ impl<'a> Token<'a> {
             partition,
             rank,
             entry,
+            position,
             consumer,
             attempts,
             deliveries,
@@ -451,6 +478,7 @@ mod tests {
             partition: 7,
             rank: 2,
             entry: "1700000000000-3",
+            position: 17,
             consumer: "host:worker-1",
             attempts: 4,
             deliveries: 2,
@@ -464,7 +492,7 @@ mod tests {
         };
         assert_eq!(
             receipt.token,
-            "7:2:1700000000000-3/4/2/1700000000123:host:worker-1"
+            "7:2:1700000000000-3/4/2/1700000000123/17:host:worker-1"
         );
         assert_eq!(Token::decode(&receipt), Some(token));
         for bad in [
@@ -474,8 +502,9 @@ mod tests {
             "x:1:1-1/0/1/2:c",
             "1:1:/0/1/2:c",
             "1:1:1-1/x/1/2:c",
-            "1:1:1-1/2/3:c",
-            "1:1:1-1/2/3/4/5:c",
+            "1:1:1-1/2/3/4:c",
+            "1:1:1-1/2/3/4/x:c",
+            "1:1:1-1/2/3/4/5/6:c",
         ] {
             let receipt = Receipt {
                 token: bad.into(),

@@ -8,6 +8,7 @@
 //! | `…:{pN}:stream:<priority>`         | stream | batches of ready jobs (id → immutable record); group `workers` |
 //! | `…:{pN}:meta`                      | hash   | job id → mutable state (status, attempts, times, error, result) |
 //! | `…:{pN}:entries`                   | hash   | `rank:entry` → jobs still queued in it, lease |
+//! | `…:{pN}:completions`               | hash   | `rank:entry` → completion records of its jobs |
 //! | `…:{pN}:parked`                    | hash   | records of jobs submitted delayed       |
 //! | `…:{pN}:delayed`                   | zset   | delayed jobs and retries by `run_at`    |
 //! | `…:{pN}:dead`                      | stream | dead letters                            |

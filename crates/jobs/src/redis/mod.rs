@@ -14,9 +14,10 @@
 //! Why batch entries: Redis work *per job* is what bounds a job queue's
 //! throughput (each command costs about a microsecond of the single Redis
 //! thread). Here a submission batch costs one XADD and one HSET per
-//! partition and priority, a lease one XREADGROUP per entry, an
-//! acknowledgement one XACK per entry; what stays per job is a field of the
-//! `meta` hash written at submission and at completion.
+//! partition and priority, a lease one XREADGROUP per entry, a completion
+//! one update of the entry's state (a bit per job) and one append of its
+//! jobs' completion records; what stays per job is a field of the `meta`
+//! hash written at submission.
 //!
 //! - **Fetch** reads the queued counts of every owned partition, then, one
 //!   priority at a time from critical down, leases whole entries from the
@@ -274,7 +275,58 @@ struct Asked<'a> {
 
 /// One entry as the lease script returns it: id, header, blob, and the
 /// jobs' meta values for a non-fresh entry.
-type LeasedEntry = (String, String, String, Vec<String>);
+type LeasedEntry = (String, String, String, Vec<String>, String);
+
+/// What one COMPLETE sends for one entry: the positions completed (`1` at
+/// each) and their completion records; `jobs` maps the caller's batch
+/// index to the position (a receipt named twice is sent once: the second
+/// is left out and reads as a lost lease).
+struct EntryCompletion {
+    positions: String,
+    records: String,
+    jobs: Vec<(usize, usize)>,
+}
+
+impl EntryCompletion {
+    /// From the receipts of one entry, sorted by position.
+    fn build(
+        items: &[(usize, Token<'_>, &Receipt)],
+        result_of: impl Fn(usize) -> String,
+        now_ms: u64,
+    ) -> EntryCompletion {
+        use std::fmt::Write;
+        let mut positions = String::new();
+        let mut records = String::new();
+        let mut jobs = Vec::with_capacity(items.len());
+        let mut record = String::new();
+        for (i, token, _) in items {
+            if positions.len() > token.position {
+                continue;
+            }
+            positions.extend(std::iter::repeat_n('0', token.position - positions.len()));
+            positions.push('1');
+            record.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(
+                record,
+                "{}|{}|{}|{}|{}|",
+                token.position,
+                token.attempts.saturating_add(1),
+                token.deliveries,
+                token.started,
+                now_ms
+            );
+            let result = result_of(*i);
+            let _ = write!(records, "{}:{record}{result}", record.len() + result.len());
+            jobs.push((*i, token.position));
+        }
+        EntryCompletion {
+            positions,
+            records,
+            jobs,
+        }
+    }
+}
 
 impl RedisBackend {
     /// Connects, checks the server version, loads the scripts and creates
@@ -660,7 +712,8 @@ impl RedisBackend {
                 cmd.arg(token.rank)
                     .arg(token.entry)
                     .arg(receipt.job_id.to_string())
-                    .arg(token.deliveries);
+                    .arg(token.deliveries)
+                    .arg(token.position);
             }
             cmd
         })
@@ -673,7 +726,7 @@ impl RedisBackend {
 fn unpack_entry(
     partition: u32,
     rank: usize,
-    (entry, header, blob, metas): LeasedEntry,
+    (entry, header, blob, metas, bits): LeasedEntry,
     asked: &Asked<'_>,
     out: &mut Vec<HeldJob>,
 ) {
@@ -702,19 +755,23 @@ fn unpack_entry(
         lease_ms,
         renewed_at: AtomicU64::new(now_ms),
     });
-    // One token per entry: the receipt names the job besides it.
-    let token = Token {
+    let tokens = Token {
         partition,
         rank,
         entry: &held.entry,
+        position: 0,
         consumer: &held.consumer,
         attempts,
         deliveries,
         started: now_ms,
     }
-    .encode();
+    .of_entry();
     let priority = Priority::from_rank(rank).unwrap_or_default();
     for (i, (id, record)) in jobs.into_iter().enumerate() {
+        // Bits (when sent) say which jobs are still queued in the entry.
+        if !bits.is_empty() && bits.as_bytes().get(i) != Some(&b'1') {
+            continue;
+        }
         let id: JobId = match id.parse() {
             Ok(id) => id,
             Err(_) => {
@@ -743,7 +800,7 @@ fn unpack_entry(
                     job_id: id,
                     kind: job.kind.clone(),
                     priority,
-                    token: token.clone(),
+                    token: tokens.at(i),
                 },
                 delivery_count: deliveries,
                 expires_at: now_ms.saturating_add(lease_ms),
@@ -931,42 +988,47 @@ impl QueueBackend for RedisBackend {
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        let results: Vec<String> = done.iter().map(|c| self.encode_result(&c.result)).collect();
+        let mut outcomes = vec![AckOutcome::LeaseLost; done.len()];
         let mut groups = self.by_partition(done.iter().map(|c| &c.receipt));
-        // The script checks each entry once: its receipts go together.
-        for items in groups.values_mut() {
-            items.sort_by(|a, b| (a.1.rank, &a.1.entry).cmp(&(b.1.rank, &b.1.entry)));
-        }
-        self.per_item(done.len(), groups, |p, items| {
-            let mut cmd = self.script(&self.scripts.complete, p);
-            for same_entry in
-                items.chunk_by(|a, b| (a.1.rank, &a.1.entry) == (b.1.rank, &b.1.entry))
-            {
-                let first = &same_entry[0].1;
-                cmd.arg(first.rank).arg(first.entry).arg(same_entry.len());
-                for (i, token, receipt) in same_entry {
-                    // `C`: keep the stored last error and run time of a
-                    // job that failed before.
-                    let meta = Meta {
-                        status: if token.attempts > 0 { 'C' } else { 'c' },
-                        rank: token.rank,
-                        entry: token.entry.to_string(),
-                        attempts: token.attempts.saturating_add(1),
-                        deliveries: token.deliveries,
-                        run_at: None,
-                        started_at: Some(token.started),
-                        finished_at: Some(now_ms),
-                        progress: None,
-                        dead_entry: String::new(),
-                        last_error: String::new(),
-                        result: results[*i].clone(),
-                    };
-                    cmd.arg(receipt.job_id.to_string()).arg(meta.format());
+        let mut sent: Vec<(u32, Vec<EntryCompletion>)> = Vec::with_capacity(groups.len());
+        let cmds = groups
+            .drain()
+            .map(|(p, mut items)| {
+                items.sort_by(|a, b| {
+                    (a.1.rank, a.1.entry, a.1.position).cmp(&(b.1.rank, b.1.entry, b.1.position))
+                });
+                let mut cmd = self.script(&self.scripts.complete, p);
+                let mut entries = Vec::new();
+                for same_entry in
+                    items.chunk_by(|a, b| (a.1.rank, a.1.entry) == (b.1.rank, b.1.entry))
+                {
+                    let entry = EntryCompletion::build(
+                        same_entry,
+                        |i| self.encode_result(&done[i].result),
+                        now_ms,
+                    );
+                    cmd.arg(same_entry[0].1.rank)
+                        .arg(same_entry[0].1.entry)
+                        .arg(&entry.positions)
+                        .arg(&entry.records);
+                    entries.push(entry);
+                }
+                sent.push((p, entries));
+                cmd
+            })
+            .collect();
+        let replies = self.run(cmds).await?;
+        for ((_, entries), value) in sent.iter().zip(replies) {
+            let completed: Vec<String> = reply(value, "complete")?;
+            for (entry, flags) in entries.iter().zip(completed) {
+                for &(i, position) in &entry.jobs {
+                    if flags.as_bytes().get(position) == Some(&b'1') {
+                        outcomes[i] = AckOutcome::Ok;
+                    }
                 }
             }
-            cmd
-        })
-        .await
+        }
+        Ok(outcomes)
     }
 
     async fn fail(
@@ -994,7 +1056,8 @@ impl QueueBackend for RedisBackend {
             .arg(at)
             .arg(token.attempts)
             .arg(token.deliveries)
-            .arg(token.started);
+            .arg(token.started)
+            .arg(token.position);
         self.run_one_lease(cmd, "fail").await
     }
 
@@ -1054,7 +1117,8 @@ impl QueueBackend for RedisBackend {
         cmd.arg(token.rank)
             .arg(token.entry)
             .arg(receipt.job_id.to_string())
-            .arg(value.min(100));
+            .arg(value.min(100))
+            .arg(token.position);
         self.run_one_lease(cmd, "progress").await
     }
 

@@ -22,17 +22,26 @@
 //!
 //! **Mutable state** lives beside the records, in the partition's `meta`
 //! hash: one field per job (`st|r|ent|att|del|run|sta|fin|prog|dent|errlen|`
-//! then the last error and the result). Statuses: `q` queued (running
-//! while its entry `ent` is pending), `s` scheduled, `f` failed and waiting
-//! for its retry, `c` completed, `d` dead, `x` cancelled. A job's record is
-//! in stream entry `ent` of its priority, or in the `parked` hash when
-//! `ent` is `-` (submitted delayed). Entries are never trimmed: they are
-//! where completed jobs' payloads stay readable.
+//! then the last error and the result). Statuses: `q` in entry `ent` (see
+//! below), `s` scheduled, `f` failed and waiting for its retry, `c`
+//! completed, `d` dead, `x` cancelled. A job's record is in stream entry
+//! `ent` of its priority, or in the `parked` hash when `ent` is `-`
+//! (submitted delayed). Entries are never trimmed: they are where completed
+//! jobs' payloads stay readable.
 //!
 //! The `entries` hash keeps per entry (`rank:entry id`) `open|lease_ms|
-//! leased_at`: how many of its jobs are still queued in it, and its lease.
+//! leased_at|bits`: `bits` has one character per job of the entry (by its
+//! position in the blob, from 0), `1` while the job is still queued in it;
+//! `open` counts them. A job whose meta says `q` in an entry is queued
+//! (running while the entry is pending) while its bit is `1`, and
+//! **completed** once the bit is `0` (or the entry's field is gone):
+//! every other way out of an entry (cancel, failure, release, reclaim)
+//! rewrites the job's meta. Completion therefore writes nothing per job:
+//! it clears bits, and appends the jobs' completion records
+//! (`<len>:<pos>|<attempts>|<deliveries>|<started>|<finished>|<result>`,
+//! written by the client) to the entry's field of the `completions` hash.
 //! `counts` keeps `q0..q3` (jobs queued in undelivered entries), `sched`,
-//! `retry`, `run`, `done`, `dead`, `cancel`, and `layout` (2: this one).
+//! `retry`, `run`, `done`, `dead`, `cancel`, and `layout` (3: this one).
 
 /// Helpers prepended to every script.
 const PRELUDE: &str = r#"
@@ -41,6 +50,7 @@ local GROUP = 'workers'
 local function skey(pfx, r) return pfx .. 'stream:' .. NAMES[tonumber(r) + 1] end
 local function mkey(pfx) return pfx .. 'meta' end
 local function ekey(pfx) return pfx .. 'entries' end
+local function ckey(pfx) return pfx .. 'completions' end
 local function mparse(v)
   if not v then return nil end
   local st, r, ent, att, del, run, sta, fin, prog, dent, el, rest = string.match(v,
@@ -54,7 +64,7 @@ local function mformat(m)
   return m.st .. '|' .. m.r .. '|' .. m.ent .. '|' .. m.att .. '|' .. m.del .. '|' .. m.run .. '|' ..
     m.sta .. '|' .. m.fin .. '|' .. m.prog .. '|' .. m.dent .. '|' .. #m.err .. '|' .. m.err .. m.res
 end
--- True when meta value v says: queued in entry eid of rank r.
+-- True when meta value v says: in entry eid of rank r.
 local function queued_in(v, r, eid)
   if not v then return false end
   local pre = 'q|' .. r .. '|' .. eid .. '|'
@@ -64,10 +74,41 @@ local function is_pending(s, eid)
   local p = redis.call('XPENDING', s, GROUP, eid, eid, 1)
   return p[1] ~= nil
 end
+-- An entries value: open, lease_ms, leased_at, bits ('' when absent).
 local function eparse(v)
-  if not v then return 0, 0, 0 end
-  local open, lms, at = string.match(v, '^(%-?%d+)|(%d+)|(%d+)$')
-  return tonumber(open) or 0, tonumber(lms) or 0, tonumber(at) or 0
+  if not v then return 0, 0, 0, '' end
+  local open, lms, at, bits = string.match(v, '^(%-?%d+)|(%d+)|(%d+)|([01]*)$')
+  return tonumber(open) or 0, tonumber(lms) or 0, tonumber(at) or 0, bits or ''
+end
+local function eformat(open, lms, at, bits) return open .. '|' .. lms .. '|' .. at .. '|' .. bits end
+-- True when the job at position pos (from 0) is still queued in the entry.
+local function has_bit(bits, pos) return string.byte(bits, pos + 1) == 49 end
+-- A string's bytes as a table and back, a few thousand at a time (the
+-- limit of string.byte and unpack).
+local function bytes(s)
+  local t, i = {}, 1
+  while i <= #s do
+    local j = math.min(i + 3999, #s)
+    local part = {string.byte(s, i, j)}
+    for k = 1, #part do t[i + k - 1] = part[k] end
+    i = j + 1
+  end
+  return t
+end
+local function chars(t)
+  local parts, i = {}, 1
+  while i <= #t do
+    local j = math.min(i + 3999, #t)
+    parts[#parts + 1] = string.char(unpack(t, i, j))
+    i = j + 1
+  end
+  return table.concat(parts)
+end
+-- True when the job whose meta is v is queued at position pos of entry eid.
+local function in_entry(pfx, v, r, eid, pos)
+  if not pos or not queued_in(v, r, eid) then return false end
+  local _, _, _, bits = eparse(redis.call('HGET', ekey(pfx), r .. ':' .. eid))
+  return has_bit(bits, pos)
 end
 local function chunked(cmd, key, items)
   local i = 1
@@ -91,18 +132,24 @@ end
 local function incr(counts, field, n)
   if n ~= 0 then redis.call('HINCRBY', counts, field, n) end
 end
--- Counts k jobs of entry eid (rank r) as finished with it; acknowledges
--- the entry once none is left.
-local function entry_done(pfx, r, eid, k)
+-- Writes an entry's state; acknowledges the entry once no job is left in it.
+local function entry_set(pfx, r, eid, open, lms, at, bits)
   local f = r .. ':' .. eid
-  local open, lms, at = eparse(redis.call('HGET', ekey(pfx), f))
-  open = open - k
   if open <= 0 then
     redis.call('XACK', skey(pfx, r), GROUP, eid)
     redis.call('HDEL', ekey(pfx), f)
   else
-    redis.call('HSET', ekey(pfx), f, open .. '|' .. lms .. '|' .. at)
+    redis.call('HSET', ekey(pfx), f, eformat(open, lms, at, bits))
   end
+end
+-- Takes the jobs at positions ps (from 0) out of entry eid of rank r.
+local function entry_done(pfx, r, eid, ps)
+  local open, lms, at, bits = eparse(redis.call('HGET', ekey(pfx), r .. ':' .. eid))
+  local t = bytes(bits)
+  for _, p in ipairs(ps) do
+    if t[p + 1] == 49 then t[p + 1] = 48; open = open - 1 end
+  end
+  entry_set(pfx, r, eid, open, lms, at, chars(t))
 end
 -- The ids and records framed in a batch blob (`<len>:<id><len>:<record>...`).
 local function unframe(b)
@@ -144,10 +191,51 @@ local function records(pfx, r, eid)
   end
   return out
 end
+-- The position (from 0) and record of job id in entry eid of rank r.
+local function find_in_entry(pfx, r, eid, id)
+  local e = redis.call('XRANGE', skey(pfx, r), eid, eid)
+  if not e[1] then return nil, nil end
+  local ids, recs = unframe(fields_of(e[1][2]).b or '')
+  for i = 1, #ids do
+    if ids[i] == id then return i - 1, recs[i] end
+  end
+  return nil, nil
+end
 -- The record of a job whose meta is m.
 local function record_of(pfx, id, m)
   if m.ent == '-' then return redis.call('HGET', pfx .. 'parked', id) end
-  return records(pfx, m.r, m.ent)[id]
+  local _, rec = find_in_entry(pfx, m.r, m.ent, id)
+  return rec
+end
+-- Calls fn(pos, frame, payload) for each completion record framed in b.
+local function each_completion(b, fn)
+  local pos = 1
+  while pos <= #b do
+    local c = string.find(b, ':', pos, true)
+    local n = c and tonumber(string.sub(b, pos, c - 1))
+    if not n then return end
+    local payload = string.sub(b, c + 1, c + n)
+    fn(tonumber(string.match(payload, '^(%d+)|')), string.sub(b, pos, c + n), payload)
+    pos = c + n + 1
+  end
+end
+-- The meta of job id (nil if unknown) and its record; a job whose entry has
+-- finished with it reads as completed, with its completion record applied.
+local function state_of(pfx, id)
+  local m = mparse(redis.call('HGET', mkey(pfx), id))
+  if not m then return nil, nil end
+  if m.st ~= 'q' then return m, record_of(pfx, id, m) end
+  local pos, rec = find_in_entry(pfx, m.r, m.ent, id)
+  m.pos = pos
+  local _, _, _, bits = eparse(redis.call('HGET', ekey(pfx), m.r .. ':' .. m.ent))
+  if pos and not has_bit(bits, pos) then
+    m.st, m.prog = 'c', ''
+    each_completion(redis.call('HGET', ckey(pfx), m.r .. ':' .. m.ent) or '', function(p, _, payload)
+      local att, del, sta, fin, res = string.match(payload, '^%d+|(%d*)|(%d*)|(%d*)|(%d*)|(.*)$')
+      if p == pos and att then m.att, m.del, m.sta, m.fin, m.res = att, del, sta, fin, res end
+    end)
+  end
+  return m, rec
 end
 -- Adds one entry of rank r holding jobs ids (with records recs) that share
 -- deliveries del and attempts att; points their meta at it (queued).
@@ -160,7 +248,7 @@ local function add_entry(pfx, r, del, att, ids, recs, metas)
     margs[#margs + 1] = ids[i]; margs[#margs + 1] = mformat(m)
   end
   chunked('HSET', mkey(pfx), margs)
-  redis.call('HSET', ekey(pfx), r .. ':' .. eid, #ids .. '|0|0')
+  redis.call('HSET', ekey(pfx), r .. ':' .. eid, eformat(#ids, 0, 0, string.rep('1', #ids)))
   incr(KEYS[1], 'q' .. r, #ids)
   return eid
 end
@@ -180,18 +268,18 @@ end
 
 /// Checks the partition's layout and creates the consumer group of every
 /// priority stream (idempotent). ARGV: pfx. A partition used by an older
-/// layout (a counts hash without `layout = 2`) is refused rather than
-/// read: its entries would look empty and be acknowledged unread.
+/// layout (a counts hash without `layout = 3`) is refused rather than
+/// read: its entries would be misread.
 const ENSURE_GROUPS: &str = r#"
 local pfx = ARGV[1]
 local layout = redis.call('HGET', KEYS[1], 'layout')
 if not layout and redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('OLDLAYOUT ' .. pfx .. ' holds jobs of an older layout')
 end
-if layout and layout ~= '2' then
+if layout and layout ~= '3' then
   return redis.error_reply('OLDLAYOUT ' .. pfx .. ' holds layout ' .. layout)
 end
-redis.call('HSET', KEYS[1], 'layout', '2')
+redis.call('HSET', KEYS[1], 'layout', '3')
 for r = 0, 3 do
   local res = redis.pcall('XGROUP', 'CREATE', skey(pfx, r), GROUP, '0', 'MKSTREAM')
   if type(res) == 'table' and res.err and not string.find(res.err, 'BUSYGROUP') then
@@ -275,7 +363,7 @@ for _, e in ipairs(slots) do
     local margs, tail = {}, 'q|' .. e.r .. '|' .. eid .. '|0|0||||||0|'
     for _, id in ipairs(kept) do margs[#margs + 1] = id; margs[#margs + 1] = tail end
     chunked('HSET', mkey(pfx), margs)
-    redis.call('HSET', ekey(pfx), e.r .. ':' .. eid, #kept .. '|0|0')
+    redis.call('HSET', ekey(pfx), e.r .. ':' .. eid, eformat(#kept, 0, 0, string.rep('1', #kept)))
     incr(counts, 'q' .. e.r, #kept)
   end
 end
@@ -301,13 +389,13 @@ return out
 
 /// Leases entries of one priority stream until they hold at least `want`
 /// jobs. ARGV: pfx, consumer, rank, want, lease_ms, now. Reply: per
-/// entry {entry id, header, blob, metas}: the blob holds only the jobs
-/// still queued in the entry; metas are their meta values when the entry
-/// is not a fresh one (header not `0|0`: a retry, release or reclaim,
-/// whose last error and run time the lease reports), else empty.
+/// entry {entry id, header, blob, metas, bits}: the blob holds every job
+/// of the entry; bits are the entry's (which of them are still queued in
+/// it), '' when all are; metas are the jobs' meta values, by position, when
+/// the entry is not a fresh one (header not `0|0`: a retry, release or
+/// reclaim, whose last error and run time the lease reports), else empty.
 ///
-/// A fresh entry whose jobs are all still queued in it (nothing cancelled)
-/// is handed over as read: no per-job work at all.
+/// A fresh entry is handed over as read: no per-job work at all.
 const LEASE: &str = r#"
 local pfx, consumer, r, want, lms, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local s, counts = skey(pfx, r), KEYS[1]
@@ -317,107 +405,91 @@ while got < want do
   if not res or not res[1] or not res[1][2][1] then break end
   local e = res[1][2][1]
   local eid, f = e[1], fields_of(e[2])
-  local field = r .. ':' .. eid
-  local open = eparse(redis.call('HGET', ekey(pfx), field))
-  local hdr, blob, metas = f.h or '0|0', f.b or '', {}
-  if open < (tonumber(f.n) or 0) or hdr ~= '0|0' then
-    local ids, recs = unframe(blob)
-    local vals = hmget_all(mkey(pfx), ids)
-    local kids, krecs = {}, {}
-    for i = 1, #ids do
-      if queued_in(vals[i], r, eid) then
-        kids[#kids + 1] = ids[i]; krecs[#krecs + 1] = recs[i]
-        metas[#metas + 1] = vals[i]
-      end
-    end
-    if #kids < #ids then blob = frame(kids, krecs) end
-    open = #kids
-    if hdr == '0|0' then metas = {} end
-  end
+  local open, _, _, bits = eparse(redis.call('HGET', ekey(pfx), r .. ':' .. eid))
   if open <= 0 then
-    redis.call('XACK', s, GROUP, eid)
-    redis.call('HDEL', ekey(pfx), field)
+    entry_set(pfx, r, eid, 0)
   else
-    redis.call('HSET', ekey(pfx), field, open .. '|' .. lms .. '|' .. now)
+    local hdr, blob, metas = f.h or '0|0', f.b or '', {}
+    if hdr ~= '0|0' then
+      local vals = hmget_all(mkey(pfx), (unframe(blob)))
+      for i = 1, #vals do metas[i] = vals[i] or '' end
+    end
+    entry_set(pfx, r, eid, open, lms, now, bits)
     incr(counts, 'q' .. r, -open)
     incr(counts, 'run', open)
     got = got + open
-    out[#out + 1] = {eid, hdr, blob, metas}
+    out[#out + 1] = {eid, hdr, blob, metas, open == #bits and '' or bits}
   end
 end
 return out
 "#;
 
-/// Completes leases. ARGV: pfx, then per entry: rank, entry id, k, and k
-/// times: job id, meta. Reply: one character per job, '1' done, '0' lease
-/// lost. Completed jobs are not indexed: `list` finds them in the entries.
+/// Completes leases. ARGV: pfx, then 4 per entry: rank, entry id, the
+/// positions completed (a string with `1` at each, like the entry's bits,
+/// trailing `0`s left out), and their completion records. Reply: per
+/// entry, a string with `1` at each position completed (`0`: its lease
+/// was lost); '' when the entry is no longer leased.
 ///
-/// A lease is held while its entry is pending and the job is still queued
-/// in it (checked once per entry and with one HMGET for the batch). The
-/// client builds each completed job's meta from its receipt; a meta
-/// starting `C` rather than `c` (the job failed before) keeps the stored
-/// last error and run time. A job named twice in a batch is completed once.
+/// Nothing is written per job: the entry's bits are cleared, the records
+/// appended to its `completions` field. When every job still queued in the
+/// entry completes (the usual case) that is one string comparison.
 const COMPLETE: &str = r#"
-local pfx = ARGV[1]
-local ids, i = {}, 2
-while i <= #ARGV do
-  local k = tonumber(ARGV[i + 2])
-  for j = 0, k - 1 do ids[#ids + 1] = ARGV[i + 3 + j * 2] end
-  i = i + 3 + k * 2
-end
-local vals = hmget_all(mkey(pfx), ids)
-local out, margs, done, seen, n = {}, {}, {}, {}, 0
-i = 2
-while i <= #ARGV do
-  local r, eid, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local pre = 'q|' .. r .. '|' .. eid .. '|'
-  local pending, finished_here = nil, 0
-  for j = 0, k - 1 do
-    local b = i + 3 + j * 2
-    local id, meta = ARGV[b], ARGV[b + 1]
-    n = n + 1
-    local v = vals[n]
-    local ok = false
-    if v and not seen[id] and string.find(v, pre, 1, true) == 1 then
-      if pending == nil then pending = is_pending(skey(pfx, r), eid) end
-      ok = pending
-    end
-    if ok then
-      seen[id] = true
-      if string.byte(meta, 1) == 67 then
-        local old, new = mparse(v), mparse(meta)
-        if old and new then new.st, new.err, new.run = 'c', old.err, old.run; meta = mformat(new) end
-      end
-      margs[#margs + 1] = id; margs[#margs + 1] = meta
-      done[#done + 1] = id
-      finished_here = finished_here + 1
-      out[#out + 1] = '1'
+local pfx, out, total = ARGV[1], {}, 0
+for i = 2, #ARGV, 4 do
+  local r, eid, want, recs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local f = r .. ':' .. eid
+  local v = redis.call('HGET', ekey(pfx), f)
+  local ok = ''
+  if v and is_pending(skey(pfx, r), eid) then
+    local open, lms, at, bits = eparse(v)
+    if #want < #bits then want = want .. string.rep('0', #bits - #want) end
+    local k = 0
+    if want == bits then
+      ok, k = want, open
     else
-      out[#out + 1] = '0'
+      local have, asked, got = bytes(bits), bytes(want), {}
+      for j = 1, #asked do
+        if asked[j] == 49 and have[j] == 49 then
+          have[j], got[j], k = 48, 49, k + 1
+        else
+          got[j] = 48
+        end
+      end
+      ok, bits = chars(got), chars(have)
+      if ok ~= want then
+        local kept = {}
+        each_completion(recs, function(p, frame)
+          if p and has_bit(ok, p) then kept[#kept + 1] = frame end
+        end)
+        recs = table.concat(kept)
+      end
+    end
+    if k > 0 then
+      local old = redis.call('HGET', ckey(pfx), f)
+      redis.call('HSET', ckey(pfx), f, old and (old .. recs) or recs)
+      entry_set(pfx, r, eid, open - k, lms, at, bits)
+      total = total + k
     end
   end
-  if finished_here > 0 then entry_done(pfx, r, eid, finished_here) end
-  i = i + 3 + k * 2
+  out[#out + 1] = ok
 end
-if #margs > 0 then
-  chunked('HSET', mkey(pfx), margs)
-  incr(KEYS[1], 'run', -#done)
-  incr(KEYS[1], 'done', #done)
-end
-return table.concat(out)
+incr(KEYS[1], 'run', -total)
+incr(KEYS[1], 'done', total)
+return out
 "#;
 
 /// Records a failed attempt. ARGV: pfx, now, rank, entry id, job id,
 /// error, 'retry' or 'dead', retry time, attempts and deliveries (from the
-/// receipt), lease start. Reply: '1' done, '0' lease lost.
+/// receipt), lease start, position in the entry. Reply: '1' done, '0'
+/// lease lost.
 const FAIL: &str = r#"
 local pfx, now, r, eid, id, err, mode, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local att, del, sta = ARGV[9], ARGV[10], ARGV[11]
+local att, del, sta, pos = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
 local v = redis.call('HGET', mkey(pfx), id)
-if not queued_in(v, r, eid) or not is_pending(skey(pfx, r), eid) then return '0' end
+if not in_entry(pfx, v, r, eid, pos) or not is_pending(skey(pfx, r), eid) then return '0' end
 local m = mparse(v)
 m.att, m.del, m.sta, m.err, m.prog = tostring(tonumber(att) + 1), del, sta, err, ''
-entry_done(pfx, r, eid, 1)
+entry_done(pfx, r, eid, {pos})
 incr(KEYS[1], 'run', -1)
 if mode == 'retry' then
   m.st, m.run = 'f', at
@@ -430,26 +502,27 @@ end
 return '1'
 "#;
 
-/// Hands leases back, ready at once, no attempt counted. ARGV: pfx, then 4
-/// per job: rank, entry id, job id, deliveries (from the receipt). Reply:
-/// one character per job, '1' or '0'. The jobs of one entry go back as one new entry.
+/// Hands leases back, ready at once, no attempt counted. ARGV: pfx, then 5
+/// per job: rank, entry id, job id, deliveries (from the receipt), position
+/// in the entry. Reply: one character per job, '1' or '0'. The jobs of one
+/// entry go back as one new entry.
 const RELEASE: &str = r#"
 local pfx = ARGV[1]
-local n = (#ARGV - 1) / 4
+local n = (#ARGV - 1) / 5
 local groups, order, out = {}, {}, {}
 for i = 0, n - 1 do
-  local b = 1 + i * 4
-  local r, eid, id, del = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local b = 1 + i * 5
+  local r, eid, id, del, pos = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], tonumber(ARGV[b + 5])
   local v = redis.call('HGET', mkey(pfx), id)
   local key = r .. ':' .. eid
   local g = groups[key]
-  if queued_in(v, r, eid) and is_pending(skey(pfx, r), eid) and not (g and g.seen[id]) then
+  if in_entry(pfx, v, r, eid, pos) and is_pending(skey(pfx, r), eid) and not (g and g.seen[id]) then
     if not g then
-      g = {r = r, eid = eid, del = del, ids = {}, metas = {}, seen = {}}
+      g = {r = r, eid = eid, del = del, ids = {}, ps = {}, metas = {}, seen = {}}
       groups[key] = g; order[#order + 1] = key
     end
     g.seen[id] = true
-    g.ids[#g.ids + 1] = id; g.metas[#g.metas + 1] = mparse(v)
+    g.ids[#g.ids + 1] = id; g.ps[#g.ps + 1] = pos; g.metas[#g.metas + 1] = mparse(v)
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'
@@ -459,7 +532,7 @@ for _, key in ipairs(order) do
   local g = groups[key]
   local recs, list = records(pfx, g.r, g.eid), {}
   for i = 1, #g.ids do list[i] = recs[g.ids[i]] or '{}' end
-  entry_done(pfx, g.r, g.eid, #g.ids)
+  entry_done(pfx, g.r, g.eid, g.ps)
   incr(KEYS[1], 'run', -#g.ids)
   add_entry(pfx, g.r, g.del, g.metas[1].att, g.ids, list, g.metas)
 end
@@ -480,8 +553,8 @@ for i = 0, n - 1 do
     local c = redis.call('XCLAIM', skey(pfx, r), GROUP, consumer, 0, eid, 'JUSTID')
     done[key] = c[1] ~= nil
     if done[key] then
-      local open, _, at = eparse(redis.call('HGET', ekey(pfx), key))
-      redis.call('HSET', ekey(pfx), key, open .. '|' .. lms .. '|' .. at)
+      local open, _, at, bits = eparse(redis.call('HGET', ekey(pfx), key))
+      redis.call('HSET', ekey(pfx), key, eformat(open, lms, at, bits))
     end
   end
   out[#out + 1] = done[key] and '1' or '0'
@@ -489,11 +562,12 @@ end
 return table.concat(out)
 "#;
 
-/// Stores progress. ARGV: pfx, rank, entry id, job id, value. Reply '1' or '0'.
+/// Stores progress. ARGV: pfx, rank, entry id, job id, value, position in
+/// the entry. Reply '1' or '0'.
 const PROGRESS: &str = r#"
-local pfx, r, eid, id, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local pfx, r, eid, id, value, pos = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local v = redis.call('HGET', mkey(pfx), id)
-if not queued_in(v, r, eid) or not is_pending(skey(pfx, r), eid) then return '0' end
+if not in_entry(pfx, v, r, eid, pos) or not is_pending(skey(pfx, r), eid) then return '0' end
 local m = mparse(v)
 m.prog = value
 redis.call('HSET', mkey(pfx), id, mformat(m))
@@ -546,7 +620,7 @@ for r = 0, 3 do
   for _, p in ipairs(pending) do
     local eid, idle = p[1], tonumber(p[3])
     local key = r .. ':' .. eid
-    local open, lms = eparse(redis.call('HGET', ekey(pfx), key))
+    local _, lms, _, bits = eparse(redis.call('HGET', ekey(pfx), key))
     if idle >= lms then
       local e = redis.call('XRANGE', s, eid, eid)
       local ids, recs, metas, hdr = {}, {}, {}, '0|0'
@@ -556,7 +630,7 @@ for r = 0, 3 do
         local all, allrecs = unframe(f.b or '')
         local vals = hmget_all(mkey(pfx), all)
         for i = 1, #all do
-          if queued_in(vals[i], r, eid) then
+          if has_bit(bits, i - 1) and queued_in(vals[i], r, eid) then
             ids[#ids + 1] = all[i]; recs[#recs + 1] = allrecs[i]; metas[#metas + 1] = mparse(vals[i])
           end
         end
@@ -589,13 +663,11 @@ return out
 /// index_len. Reply: 'ok', 'nf' or the status that forbids it.
 const CANCEL: &str = r#"
 local pfx, now, id, len = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local m = mparse(redis.call('HGET', mkey(pfx), id))
+local m = state_of(pfx, id)
 if not m then return 'nf' end
 if m.st == 'q' then
   if is_pending(skey(pfx, m.r), m.ent) then return 'running' end
-  local key = m.r .. ':' .. m.ent
-  local open, lms, at = eparse(redis.call('HGET', ekey(pfx), key))
-  redis.call('HSET', ekey(pfx), key, (open - 1) .. '|' .. lms .. '|' .. at)
+  entry_done(pfx, m.r, m.ent, {m.pos})
   incr(KEYS[1], 'q' .. m.r, -1)
 elseif m.st == 's' or m.st == 'f' then
   redis.call('ZREM', pfx .. 'delayed', id)
@@ -615,13 +687,12 @@ return 'ok'
 /// 'nf' or the status that forbids it.
 const RETRY_DEAD: &str = r#"
 local pfx, now, id, reset = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local m = mparse(redis.call('HGET', mkey(pfx), id))
+local m, rec = state_of(pfx, id)
 if not m then return 'nf' end
 if m.st ~= 'd' then
   local names = {q = 'queued', s = 'scheduled', f = 'failed', c = 'completed', x = 'cancelled'}
   return names[m.st] or 'unknown'
 end
-local rec = record_of(pfx, id, m)
 if m.ent == '-' then redis.call('HDEL', pfx .. 'parked', id) end
 if m.dent ~= '' then redis.call('XDEL', pfx .. 'dead', m.dent) end
 m.dent, m.fin, m.run = '', '', now
@@ -637,8 +708,7 @@ local pfx = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
   local id = ARGV[i]
-  local v = redis.call('HGET', mkey(pfx), id)
-  local m = mparse(v)
+  local m, rec = state_of(pfx, id)
   if not m then
     out[#out + 1] = {'', '', '0', ''}
   else
@@ -648,7 +718,7 @@ for i = 2, #ARGV do
       local _, _, leased = eparse(redis.call('HGET', ekey(pfx), m.r .. ':' .. m.ent))
       at = tostring(leased)
     end
-    out[#out + 1] = {v, record_of(pfx, id, m) or '', running, at}
+    out[#out + 1] = {mformat(m), rec or '', running, at}
   end
 end
 return out
