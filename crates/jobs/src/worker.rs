@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -371,8 +372,14 @@ async fn fetch_loop(
                 inflight.insert(lease.receipt.job_id, lease.receipt.clone());
             }
         }
-        for (lease, permit) in leases.into_iter().zip(held.drain(..)) {
-            tasks.spawn(run_one(shared.clone(), ack_tx.clone(), lease, permit));
+        let per_task = jobs_per_task(leases.len());
+        let mut jobs = leases.into_iter().zip(held.drain(..));
+        loop {
+            let batch: Vec<_> = jobs.by_ref().take(per_task).collect();
+            if batch.is_empty() {
+                break;
+            }
+            tasks.spawn(run_batch(shared.clone(), ack_tx.clone(), batch));
         }
     }
     let grace = stop.borrow().unwrap_or(Duration::ZERO);
@@ -384,6 +391,36 @@ async fn fetch_loop(
         scheduler.stop().await;
     }
     report
+}
+
+/// Most jobs of one fetch run by one task.
+const MAX_JOBS_PER_TASK: usize = 64;
+
+/// How many of the `fetched` jobs one task runs: enough tasks that every
+/// runtime thread gets some (twice as many as threads), at most
+/// [`MAX_JOBS_PER_TASK`] each. A task per job costs more than the job when
+/// jobs are short (spawning, cross-thread wake-ups); one task for all of a
+/// fetch would keep handlers that compute before awaiting on one thread.
+fn jobs_per_task(fetched: usize) -> usize {
+    let threads = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or(1);
+    fetched
+        .div_ceil(threads.max(1) * 2)
+        .clamp(1, MAX_JOBS_PER_TASK)
+}
+
+/// Runs a batch of leased jobs concurrently within one task.
+async fn run_batch(
+    shared: Arc<Shared>,
+    ack_tx: mpsc::Sender<Finished>,
+    batch: Vec<(Lease, OwnedSemaphorePermit)>,
+) {
+    let mut running: FuturesUnordered<_> = batch
+        .into_iter()
+        .map(|(lease, permit)| run_one(&shared, &ack_tx, lease, permit))
+        .collect();
+    while running.next().await.is_some() {}
 }
 
 /// Waits for in-flight jobs up to `grace`, then cancels and releases the rest.
@@ -417,8 +454,8 @@ async fn drain(shared: &Shared, tasks: &mut JoinSet<()>, grace: Duration) -> Shu
 }
 
 async fn run_one(
-    shared: Arc<Shared>,
-    ack_tx: mpsc::Sender<Finished>,
+    shared: &Shared,
+    ack_tx: &mpsc::Sender<Finished>,
     lease: Lease,
     permit: OwnedSemaphorePermit,
 ) {
@@ -451,8 +488,18 @@ async fn run_one(
                 receipt: receipt.clone(),
                 backend: shared.backend.clone(),
             };
-            let attempt = AssertUnwindSafe(handler.handle(ctx)).catch_unwind();
-            match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt).await {
+            let mut attempt = AssertUnwindSafe(handler.handle(ctx)).catch_unwind();
+            // The timer is armed only for a handler that does not finish
+            // at once (most short jobs do, and a timer costs more than them).
+            let finished = match futures::poll!(&mut attempt) {
+                std::task::Poll::Ready(done) => Ok(done),
+                std::task::Poll::Pending => {
+                    let deadline =
+                        tokio::time::Instant::from_std(started) + Duration::from_millis(timeout_ms);
+                    tokio::time::timeout_at(deadline, attempt).await
+                }
+            };
+            match finished {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => {
                     let what = panic

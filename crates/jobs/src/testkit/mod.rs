@@ -342,6 +342,37 @@ pub async fn timeout_then_retry(backend: Arc<dyn QueueBackend>) {
     worker.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Jobs leased by one fetch run at once, not one after another: eight
+/// handlers that each wait until all eight have started all complete
+/// (the worker runs several jobs per task).
+pub async fn handlers_of_one_fetch_run_concurrently(backend: Arc<dyn QueueBackend>) {
+    let observers = Observers::default();
+    let client = client(&backend, &observers);
+    let all_started = Arc::new(tokio::sync::Barrier::new(8));
+    let mut registry = Registry::new();
+    registry.register_fn("meet", move |ctx| {
+        let all_started = all_started.clone();
+        async move {
+            all_started.wait().await;
+            Ok(ctx.payload().clone())
+        }
+    });
+    let ids = client
+        .submit_batch(
+            (0..8)
+                .map(|i| JobSpec::new("meet", serde_json::json!(i)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let worker = start(&backend, registry, &observers);
+    for (i, id) in ids.iter().enumerate() {
+        let job = wait_status(&client, *id, JobStatus::Completed).await;
+        assert_eq!(job.result, Some(serde_json::json!(i)));
+    }
+    worker.shutdown(Duration::from_secs(1)).await;
+}
+
 /// A delayed job is scheduled, and never starts before its `run_at`.
 pub async fn delayed_job_waits(backend: Arc<dyn QueueBackend>) {
     let observers = Observers::default();
@@ -840,6 +871,7 @@ macro_rules! backend_suite {
             unknown_kind_fails,
             progress_is_visible,
             graceful_shutdown,
+            handlers_of_one_fetch_run_concurrently,
             fail_decisions_are_followed);
     };
     (@tests [$fresh:expr] $($case:ident),*) => {
