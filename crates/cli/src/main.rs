@@ -15,6 +15,12 @@ mod workflow;
 
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc malloc: a worker allocates and frees a few
+/// small buffers per job, and glibc's free paths took about a fifth of its
+/// CPU (docs/perf/redis.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use ironforge_pmd::server::LogFormat;
 

@@ -22,6 +22,10 @@ use ironforge_jobs::{
     Client, EmbeddedBackend, EmbeddedConfig, JobSpec, QueueBackend, RedisBackend, RedisConfig,
 };
 
+/// The allocator of the `ironforge` binary, so the figures are what ships.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Args {
     jobs: usize,
     clients: usize,

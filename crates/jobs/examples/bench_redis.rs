@@ -32,6 +32,10 @@ use ironforge_jobs::{
 };
 use parking_lot::Mutex;
 
+/// The allocator of the `ironforge` binary, so the figures are what ships.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const BATCH: usize = 1_000;
 const SUBMITTERS: usize = 4;
 
