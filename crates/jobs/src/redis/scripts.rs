@@ -302,76 +302,96 @@ return 'OK'
 /// (the rare path).
 const ENQUEUE: &str = r#"
 local pfx, maxlive, ittl, entries = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local counts = KEYS[1]
+local counts, meta = KEYS[1], mkey(pfx)
 local c = redis.call('HMGET', counts, 'q0', 'q1', 'q2', 'q3', 'sched', 'retry', 'run')
 local live = 0
 for i = 1, 7 do live = live + (tonumber(c[i]) or 0) end
--- Walk the arguments once: entries, then delayed jobs.
-local ids, idems, slots, pos = {}, {}, {}, 5
+-- Walk the arguments once. An entry's ids stay where they are in ARGV
+-- (at..at+n-1); job i counts the entries' jobs first, then delayed ones.
+local slots, idems, pos, total = {}, {}, 5, 0
 for e = 1, entries do
   local n = tonumber(ARGV[pos + 1])
-  local first = #ids + 1
-  slots[e] = {r = ARGV[pos], n = n, blob = ARGV[pos + 2], first = first}
-  for j = 0, n - 1 do ids[first + j] = ARGV[pos + 3 + j] end
-  pos = pos + 3 + n
-  local k = tonumber(ARGV[pos])
-  for j = 0, k - 1 do
-    idems[first + tonumber(ARGV[pos + 1 + j * 2])] = ARGV[pos + 2 + j * 2]
-  end
-  pos = pos + 1 + k * 2
+  local k = tonumber(ARGV[pos + 3 + n])
+  slots[e] = {r = ARGV[pos], n = n, blob = ARGV[pos + 2], at = pos + 3, first = total + 1, keyed = k > 0}
+  pos = pos + 4 + n
+  for j = 0, k - 1 do idems[total + 1 + tonumber(ARGV[pos + j * 2])] = ARGV[pos + 1 + j * 2] end
+  pos = pos + k * 2
+  total = total + n
 end
-local delayed_from = #ids + 1
+local delayed_at = pos
+local delayed_ids = {}
 while pos <= #ARGV do
-  ids[#ids + 1] = ARGV[pos]
-  if ARGV[pos + 4] ~= '' then idems[#ids] = ARGV[pos + 4] end
+  delayed_ids[#delayed_ids + 1] = ARGV[pos]
+  if ARGV[pos + 4] ~= '' then idems[total + #delayed_ids] = ARGV[pos + 4] end
   pos = pos + 5
 end
-if live + #ids > maxlive then
+if live + total + #delayed_ids > maxlive then
   return redis.error_reply('QUEUEFULL the partition holds ' .. live .. ' live jobs')
 end
-local known = hmget_all(mkey(pfx), ids)
-local out, dropped = {}, {}
-for i = 1, #ids do
-  local dup = known[i] and ids[i]
+-- Duplicates: an id already stored, or a known idempotency key.
+local out, dropped, ndropped = {}, {}, 0
+local function check(i, id, exists)
+  local dup = exists and id
   if not dup and idems[i] then
     local ik = pfx .. 'idem:' .. idems[i]
     dup = redis.call('GET', ik)
     if not dup then
-      if ittl > 0 then redis.call('SET', ik, ids[i], 'PX', ittl) else redis.call('SET', ik, ids[i]) end
+      if ittl > 0 then redis.call('SET', ik, id, 'PX', ittl) else redis.call('SET', ik, id) end
     end
   end
   if dup then
     out[#out + 1] = tostring(i - 1); out[#out + 1] = dup
-    dropped[i] = true
+    dropped[i] = true; ndropped = ndropped + 1
   end
 end
 for _, e in ipairs(slots) do
-  local blob, kept = e.blob, {}
-  for j = e.first, e.first + e.n - 1 do
-    if not dropped[j] then kept[#kept + 1] = ids[j] end
+  local known, i = {}, 0
+  while i < e.n do
+    local j = math.min(i + 3999, e.n - 1)
+    local part = redis.call('HMGET', meta, unpack(ARGV, e.at + i, e.at + j))
+    for k = 1, j - i + 1 do known[i + k] = part[k] end
+    i = j + 1
   end
-  if #kept < e.n then
-    local all, recs = unframe(blob)
-    local keep = {}
-    for j = 1, #all do
-      if not dropped[e.first + j - 1] then keep[#keep + 1] = recs[j] end
+  for j = 1, e.n do
+    if known[j] or (e.keyed and idems[e.first + j - 1]) then check(e.first + j - 1, ARGV[e.at + j - 1], known[j]) end
+  end
+end
+local dknown = hmget_all(meta, delayed_ids)
+for j, id in ipairs(delayed_ids) do check(total + j, id, dknown[j]) end
+-- One entry per slot; the meta of its jobs in one HSET.
+local added = {}
+for _, e in ipairs(slots) do
+  local blob, kept = e.blob, {}
+  if ndropped > 0 then
+    for j = 0, e.n - 1 do
+      if not dropped[e.first + j] then kept[#kept + 1] = ARGV[e.at + j] end
     end
-    blob = frame(kept, keep)
+    if #kept < e.n then
+      local all, recs = unframe(blob)
+      local keep = {}
+      for j = 1, #all do
+        if not dropped[e.first + j - 1] then keep[#keep + 1] = recs[j] end
+      end
+      blob = frame(kept, keep)
+    end
+  else
+    for j = 0, e.n - 1 do kept[j + 1] = ARGV[e.at + j] end
   end
   if #kept > 0 then
     local eid = redis.call('XADD', skey(pfx, e.r), '*', 'h', '0|0', 'n', #kept, 'b', blob)
     local margs, tail = {}, 'q|' .. e.r .. '|' .. eid .. '|0|0||||||0|'
-    for _, id in ipairs(kept) do margs[#margs + 1] = id; margs[#margs + 1] = tail end
-    chunked('HSET', mkey(pfx), margs)
+    for j, id in ipairs(kept) do margs[j * 2 - 1] = id; margs[j * 2] = tail end
+    chunked('HSET', meta, margs)
     redis.call('HSET', ekey(pfx), e.r .. ':' .. eid, eformat(#kept, 0, 0, string.rep('1', #kept)))
-    incr(counts, 'q' .. e.r, #kept)
+    added[e.r] = (added[e.r] or 0) + #kept
   end
 end
+for r, n in pairs(added) do incr(counts, 'q' .. r, n) end
 local parked, delayed, smeta = {}, {}, {}
-pos = pos - (#ids - delayed_from + 1) * 5
-for i = delayed_from, #ids do
-  local id, r, run, rec = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
-  if not dropped[i] then
+pos = delayed_at
+for j, id in ipairs(delayed_ids) do
+  local r, run, rec = ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
+  if not dropped[total + j] then
     parked[#parked + 1] = id; parked[#parked + 1] = rec
     delayed[#delayed + 1] = run; delayed[#delayed + 1] = id
     smeta[#smeta + 1] = id; smeta[#smeta + 1] = 's|' .. r .. '|-|0|0|' .. run .. '|||||0|'
@@ -381,7 +401,7 @@ end
 if #parked > 0 then
   chunked('HSET', pfx .. 'parked', parked)
   chunked('ZADD', pfx .. 'delayed', delayed)
-  chunked('HSET', mkey(pfx), smeta)
+  chunked('HSET', meta, smeta)
   incr(counts, 'sched', #parked / 2)
 end
 return out
@@ -415,12 +435,12 @@ while got < want do
       for i = 1, #vals do metas[i] = vals[i] or '' end
     end
     entry_set(pfx, r, eid, open, lms, now, bits)
-    incr(counts, 'q' .. r, -open)
-    incr(counts, 'run', open)
     got = got + open
     out[#out + 1] = {eid, hdr, blob, metas, open == #bits and '' or bits}
   end
 end
+incr(counts, 'q' .. r, -got)
+incr(counts, 'run', got)
 return out
 "#;
 
