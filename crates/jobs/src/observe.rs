@@ -163,39 +163,58 @@ impl JobMetrics {
         }
     }
 
-    fn with_kind(&self, kind: &str, update: impl FnOnce(&mut KindCounters)) {
+    /// Applies `update` to the counters of each item's kind, under one lock
+    /// (a worker records a batch of jobs at once); returns how many items.
+    fn update_kinds<'a, T>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, T)>,
+        mut update: impl FnMut(&mut KindCounters, T),
+    ) -> u64 {
         let mut kinds = self.kinds.lock();
-        if let Some(counters) = kinds.get_mut(kind) {
-            update(counters);
-            return;
+        let mut count = 0;
+        for (kind, item) in items {
+            count += 1;
+            if let Some(counters) = kinds.get_mut(kind) {
+                update(counters, item);
+                continue;
+            }
+            let label = if kinds.len() < self.max_kinds {
+                kind
+            } else {
+                OTHER_KIND_LABEL
+            };
+            update(kinds.entry(label.to_string()).or_default(), item);
         }
-        let label = if kinds.len() < self.max_kinds {
-            kind
-        } else {
-            OTHER_KIND_LABEL
-        };
-        update(kinds.entry(label.to_string()).or_default());
+        count
     }
 
     /// A job accepted (not a duplicate).
     pub fn record_submitted(&self, kind: &str, priority: Priority) {
-        self.with_kind(kind, |c| c.submitted[priority.rank()] += 1);
+        self.update_kinds([(kind, priority)], |c, p| c.submitted[p.rank()] += 1);
     }
 
     /// A job handed to a handler after waiting `wait_seconds` since it was due.
     pub fn record_started(&self, kind: &str, wait_seconds: f64) {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.with_kind(kind, |c| c.wait_time.observe(wait_seconds));
+        self.record_started_many([(kind, wait_seconds)]);
+    }
+
+    /// [`JobMetrics::record_started`] for many jobs: `(kind, wait_seconds)`.
+    pub fn record_started_many<'a>(&self, started: impl IntoIterator<Item = (&'a str, f64)>) {
+        let count = self.update_kinds(started, |c, wait| c.wait_time.observe(wait));
+        self.active.fetch_add(count, Ordering::Relaxed);
     }
 
     /// An attempt ended after `seconds`.
     pub fn record_finished(&self, kind: &str, outcome: AttemptOutcome, seconds: f64) {
-        let _ = self
-            .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
-        self.with_kind(kind, |c| match outcome {
+        self.record_finished_many([(kind, (outcome, seconds))]);
+    }
+
+    /// [`JobMetrics::record_finished`] for many attempts: `(kind, (outcome, seconds))`.
+    pub fn record_finished_many<'a>(
+        &self,
+        finished: impl IntoIterator<Item = (&'a str, (AttemptOutcome, f64))>,
+    ) {
+        let count = self.update_kinds(finished, |c, (outcome, seconds)| match outcome {
             AttemptOutcome::Completed => {
                 c.completed += 1;
                 c.duration_completed.observe(seconds);
@@ -211,20 +230,25 @@ impl JobMetrics {
                 c.duration_failed.observe(seconds);
             }
         });
+        self.release_active(count);
     }
 
     /// An attempt cancelled at shutdown and handed back (no outcome counted).
     pub fn record_abandoned(&self) {
+        self.release_active(1);
+    }
+
+    fn release_active(&self, count: u64) {
         let _ = self
             .active
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
+                Some(v.saturating_sub(count))
             });
     }
 
     /// A poison job sent to the dead letters by the reclaimer.
     pub fn record_poisoned(&self, kind: &str) {
-        self.with_kind(kind, |c| c.dlq += 1);
+        self.update_kinds([(kind, ())], |c, ()| c.dlq += 1);
     }
 
     /// Jobs being handled right now in this process.

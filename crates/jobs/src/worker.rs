@@ -243,6 +243,7 @@ impl Worker {
     ) -> WorkerHandle {
         let (stop_tx, stop_rx) = watch::channel(None);
         let inflight = Arc::new(Mutex::new(HashMap::new()));
+        // Messages are the finished jobs of one task (at most MAX_JOBS_PER_TASK).
         let (ack_tx, ack_rx) = mpsc::channel(config.ack_batch.max(1) * 4);
         let shared = Arc::new(Shared {
             backend: backend.clone(),
@@ -311,7 +312,7 @@ struct Finished {
 
 async fn fetch_loop(
     shared: Arc<Shared>,
-    ack_tx: mpsc::Sender<Finished>,
+    ack_tx: mpsc::Sender<Vec<Finished>>,
     mut stop: watch::Receiver<Option<Duration>>,
     acker: JoinHandle<()>,
     renewer: JoinHandle<()>,
@@ -410,17 +411,56 @@ fn jobs_per_task(fetched: usize) -> usize {
         .clamp(1, MAX_JOBS_PER_TASK)
 }
 
-/// Runs a batch of leased jobs concurrently within one task.
+/// Runs a batch of leased jobs concurrently within one task, and hands
+/// their completions to the acknowledger together whenever none of the
+/// rest is ready.
 async fn run_batch(
     shared: Arc<Shared>,
-    ack_tx: mpsc::Sender<Finished>,
+    ack_tx: mpsc::Sender<Vec<Finished>>,
     batch: Vec<(Lease, OwnedSemaphorePermit)>,
 ) {
+    let now = now_ms();
+    shared
+        .observers
+        .metrics
+        .record_started_many(batch.iter().map(|(lease, _)| {
+            let due = lease.job.run_at.max(lease.job.created_at);
+            let waited = now.saturating_sub(due) as f64 / 1000.0;
+            (lease.receipt.kind.as_str(), waited)
+        }));
     let mut running: FuturesUnordered<_> = batch
         .into_iter()
-        .map(|(lease, permit)| run_one(&shared, &ack_tx, lease, permit))
+        .map(|(lease, permit)| run_one(&shared, lease, permit, now))
         .collect();
-    while running.next().await.is_some() {}
+    let mut finished = Vec::new();
+    loop {
+        let next = match futures::poll!(running.next()) {
+            std::task::Poll::Ready(next) => next,
+            std::task::Poll::Pending => {
+                send_finished(&ack_tx, &mut finished).await;
+                running.next().await
+            }
+        };
+        match next {
+            Some(Some(done)) => finished.push(done),
+            Some(None) => {}
+            None => break,
+        }
+    }
+    send_finished(&ack_tx, &mut finished).await;
+}
+
+async fn send_finished(ack_tx: &mpsc::Sender<Vec<Finished>>, finished: &mut Vec<Finished>) {
+    if finished.is_empty() {
+        return;
+    }
+    let jobs = finished.len();
+    if ack_tx.send(std::mem::take(finished)).await.is_err() {
+        tracing::warn!(
+            jobs,
+            "acknowledger stopped; the jobs will run again after their leases expire"
+        );
+    }
 }
 
 /// Waits for in-flight jobs up to `grace`, then cancels and releases the rest.
@@ -453,19 +493,17 @@ async fn drain(shared: &Shared, tasks: &mut JoinSet<()>, grace: Duration) -> Shu
     ShutdownReport { released }
 }
 
+/// Runs one job (its start is already counted); a completion comes back
+/// for the acknowledger, a failure is recorded here.
 async fn run_one(
     shared: &Shared,
-    ack_tx: &mpsc::Sender<Finished>,
     lease: Lease,
     permit: OwnedSemaphorePermit,
-) {
+    now: u64,
+) -> Option<Finished> {
     let Lease { job, receipt, .. } = lease;
     let started = Instant::now();
-    let now = now_ms();
-    let due = job.run_at.max(job.created_at);
-    let waited = now.saturating_sub(due) as f64 / 1000.0;
     let observers = &shared.observers;
-    observers.metrics.record_started(&receipt.kind, waited);
     observers.emit_in(
         job.partition,
         job.id,
@@ -518,15 +556,12 @@ async fn run_one(
     shared.inflight.lock().remove(&id);
     let seconds = started.elapsed().as_secs_f64();
     match outcome {
-        Ok(result) => {
-            let finished = Finished {
-                completion: Completion { receipt, result },
-                seconds,
-            };
-            if ack_tx.send(finished).await.is_err() {
-                tracing::warn!(%id, "acknowledger stopped; the job will run again after its lease expires");
-            }
-        }
+        // The permit goes now: the completion waits for the acknowledger
+        // in its task's batch (at most MAX_JOBS_PER_TASK of them).
+        Ok(result) => Some(Finished {
+            completion: Completion { receipt, result },
+            seconds,
+        }),
         Err(error) => {
             let now = now_ms();
             let decision = decide_after_failure(
@@ -557,57 +592,68 @@ async fn run_one(
                 }
                 Err(e) => tracing::error!(%id, error = %e, "recording a failed attempt failed"),
             }
+            drop(permit);
+            None
         }
     }
-    drop(permit);
 }
 
-async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Finished>) {
+/// Acknowledges completions in batches of at most `ack_batch` jobs (each
+/// message is the finished jobs of one task).
+async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Vec<Finished>>) {
     let max = shared.config.ack_batch.max(1);
-    let mut batch = Vec::with_capacity(max);
-    while rx.recv_many(&mut batch, max).await > 0 {
-        let now = now_ms();
-        let timings: Vec<(JobId, String, f64)> = batch
+    let mut messages = Vec::new();
+    let mut waiting: Vec<Finished> = Vec::new();
+    while rx.recv_many(&mut messages, max).await > 0 {
+        for message in messages.drain(..) {
+            waiting.extend(message);
+        }
+        while !waiting.is_empty() {
+            let batch = if waiting.len() <= max {
+                std::mem::take(&mut waiting)
+            } else {
+                waiting.drain(..max).collect()
+            };
+            acknowledge(&shared, batch).await;
+        }
+    }
+}
+
+async fn acknowledge(shared: &Shared, batch: Vec<Finished>) {
+    let now = now_ms();
+    let observers = &shared.observers;
+    // The attempts finished whether or not the acknowledgement lands.
+    observers
+        .metrics
+        .record_finished_many(batch.iter().map(|f| {
+            let kind = f.completion.receipt.kind.as_str();
+            (kind, (AttemptOutcome::Completed, f.seconds))
+        }));
+    let ids: Vec<JobId> = batch.iter().map(|f| f.completion.receipt.job_id).collect();
+    let kinds: Option<Vec<String>> = observers.events.has_subscribers().then(|| {
+        batch
             .iter()
-            .map(|f| {
-                (
-                    f.completion.receipt.job_id,
-                    f.completion.receipt.kind.clone(),
-                    f.seconds,
-                )
-            })
-            .collect();
-        let completions = batch.drain(..).map(|f| f.completion).collect();
-        match shared.backend.complete(completions, now).await {
-            Ok(outcomes) => {
-                for ((id, kind, seconds), outcome) in timings.iter().zip(outcomes) {
-                    shared.observers.metrics.record_finished(
-                        kind,
-                        AttemptOutcome::Completed,
-                        *seconds,
-                    );
-                    match outcome {
-                        AckOutcome::Ok => {
-                            shared
-                                .observers
-                                .emit(*id, Some(kind), JobStatus::Completed, now)
+            .map(|f| f.completion.receipt.kind.clone())
+            .collect()
+    });
+    let completions = batch.into_iter().map(|f| f.completion).collect();
+    match shared.backend.complete(completions, now).await {
+        Ok(outcomes) => {
+            for (i, (id, outcome)) in ids.iter().zip(outcomes).enumerate() {
+                match outcome {
+                    AckOutcome::Ok => {
+                        if let Some(kind) = kinds.as_ref().and_then(|k| k.get(i)) {
+                            observers.emit(*id, Some(kind), JobStatus::Completed, now);
                         }
-                        AckOutcome::LeaseLost => {
-                            tracing::warn!(%id, "completed after its lease was lost; it may run again")
-                        }
+                    }
+                    AckOutcome::LeaseLost => {
+                        tracing::warn!(%id, "completed after its lease was lost; it may run again")
                     }
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, jobs = timings.len(), "acknowledging completed jobs failed; they will run again after their leases expire");
-                for (_, kind, seconds) in &timings {
-                    shared.observers.metrics.record_finished(
-                        kind,
-                        AttemptOutcome::Completed,
-                        *seconds,
-                    );
-                }
-            }
+        }
+        Err(error) => {
+            tracing::error!(%error, jobs = ids.len(), "acknowledging completed jobs failed; they will run again after their leases expire");
         }
     }
 }
