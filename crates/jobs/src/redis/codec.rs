@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Receipt;
 use crate::error::BackendError;
-use crate::job::{Job, JobId, JobStatus, Priority};
+use crate::job::{Job, JobId, JobStatus, Priority, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS};
 
 /// The immutable part of a job, as written (borrowed, no copy of the
 /// payload). Short field names: a record is written, stored, logged to the
@@ -23,9 +23,10 @@ struct RecordOut<'a> {
     kind: &'a str,
     #[serde(rename = "p")]
     payload: &'a serde_json::Value,
-    #[serde(rename = "m")]
+    /// Only when it differs from the default (as is `t`).
+    #[serde(rename = "m", skip_serializing_if = "is_default_retries")]
     max_retries: u32,
-    #[serde(rename = "t")]
+    #[serde(rename = "t", skip_serializing_if = "is_default_timeout")]
     timeout_ms: u64,
     #[serde(rename = "c")]
     created_at: u64,
@@ -45,9 +46,9 @@ struct RecordIn {
     kind: String,
     #[serde(rename = "p", default)]
     payload: serde_json::Value,
-    #[serde(rename = "m")]
+    #[serde(rename = "m", default = "default_retries")]
     max_retries: u32,
-    #[serde(rename = "t")]
+    #[serde(rename = "t", default = "default_timeout")]
     timeout_ms: u64,
     #[serde(rename = "c")]
     created_at: u64,
@@ -57,6 +58,22 @@ struct RecordIn {
     metadata: BTreeMap<String, String>,
     #[serde(rename = "i", default)]
     idempotency_key: Option<String>,
+}
+
+fn is_default_retries(n: &u32) -> bool {
+    *n == DEFAULT_MAX_RETRIES
+}
+
+fn is_default_timeout(ms: &u64) -> bool {
+    *ms == DEFAULT_TIMEOUT_MS
+}
+
+fn default_retries() -> u32 {
+    DEFAULT_MAX_RETRIES
+}
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_MS
 }
 
 /// Encodes the immutable part of `job`: its record.
@@ -175,8 +192,20 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
-    /// Parses a meta value; `None` if it is not one.
+    /// Parses a meta value (also the short form `q|r|ent` of a job just
+    /// submitted); `None` if it is not one.
     pub fn parse(text: &str) -> Option<Meta> {
+        if let Some(("q", rest)) = text.split_once('|') {
+            if let Some((rank, entry)) = rest.split_once('|').filter(|(_, e)| !e.contains('|')) {
+                let rank = rank.parse().ok().filter(|r| *r <= 3)?;
+                return Some(Meta {
+                    status: 'q',
+                    rank,
+                    entry: entry.to_string(),
+                    ..Meta::default()
+                });
+            }
+        }
         let mut parts = text.splitn(12, '|');
         let mut next = || parts.next();
         let status = next()?.chars().next()?;
@@ -408,8 +437,24 @@ mod tests {
             job
         );
         assert!(!record.contains("priority"), "short names: {record}");
-        // What ENQUEUE writes for a ready job.
-        let fresh = Meta::parse("q|1|1700-0|0|0||||||0|").unwrap();
+        assert!(
+            !record.contains("\"m\"") && !record.contains("\"t\""),
+            "defaults left out: {record}"
+        );
+        let limited = JobSpec::new("mail", serde_json::Value::Null)
+            .max_retries(0)
+            .timeout_ms(5)
+            .into_job(JobId::new_random(), 3, 1_000, &Default::default())
+            .unwrap();
+        let limited_record = encode_record(&limited).unwrap();
+        assert!(limited_record.contains("\"m\":0"), "{limited_record}");
+        assert_eq!(
+            decode_record(limited.id, &limited_record, 3, limited.priority).unwrap(),
+            limited
+        );
+        // What ENQUEUE writes for a ready job, and its long form.
+        let fresh = Meta::parse("q|1|1700-0").unwrap();
+        assert_eq!(Meta::parse("q|1|1700-0|0|0||||||0|"), Some(fresh.clone()));
         assert_eq!(
             job_from(job.id, &record, job.partition, &fresh, None).unwrap(),
             job
@@ -451,6 +496,8 @@ mod tests {
             "q|9|e|0|0||||||0|",
             "q|1|e|x|0||||||0|",
             "q|1|e|0|0||||||5|ab",
+            "q|7|e",
+            "q|x|e",
         ] {
             assert_eq!(Meta::parse(bad), None, "{bad}");
         }

@@ -298,6 +298,7 @@ impl EntryCompletion {
         let mut positions = String::new();
         let mut records = String::new();
         let mut jobs = Vec::with_capacity(items.len());
+        let mut header = None;
         let mut record = String::new();
         for (i, token, _) in items {
             if positions.len() > token.position {
@@ -305,17 +306,21 @@ impl EntryCompletion {
             }
             positions.extend(std::iter::repeat_n('0', token.position - positions.len()));
             positions.push('1');
-            record.clear();
             // Writing to a String cannot fail.
-            let _ = write!(
-                record,
-                "{}|{}|{}|{}|{}|",
-                token.position,
+            let lease = (
                 token.attempts.saturating_add(1),
                 token.deliveries,
                 token.started,
-                now_ms
             );
+            // The jobs of one lease share a header (normally all of them).
+            if header != Some(lease) {
+                record.clear();
+                let _ = write!(record, "h{}|{}|{}|{now_ms}", lease.0, lease.1, lease.2);
+                let _ = write!(records, "{}:{record}", record.len());
+                header = Some(lease);
+            }
+            record.clear();
+            let _ = write!(record, "{}|", token.position);
             let result = result_of(*i);
             let _ = write!(records, "{}:{record}{result}", record.len() + result.len());
             jobs.push((*i, token.position));

@@ -22,7 +22,8 @@
 //!
 //! **Mutable state** lives beside the records, in the partition's `meta`
 //! hash: one field per job (`st|r|ent|att|del|run|sta|fin|prog|dent|errlen|`
-//! then the last error and the result). Statuses: `q` in entry `ent` (see
+//! then the last error and the result; a job just submitted has the short
+//! form `q|r|ent`). Statuses: `q` in entry `ent` (see
 //! below), `s` scheduled, `f` failed and waiting for its retry, `c`
 //! completed, `d` dead, `x` cancelled. A job's record is in stream entry
 //! `ent` of its priority, or in the `parked` hash when `ent` is `-`
@@ -37,8 +38,9 @@
 //! **completed** once the bit is `0` (or the entry's field is gone):
 //! every other way out of an entry (cancel, failure, release, reclaim)
 //! rewrites the job's meta. Completion therefore writes nothing per job:
-//! it clears bits, and appends the jobs' completion records
-//! (`<len>:<pos>|<attempts>|<deliveries>|<started>|<finished>|<result>`,
+//! it clears bits, and appends the jobs' completion records (framed
+//! `<len>:<payload>`: a header `h<attempts>|<deliveries>|<started>|<finished>`
+//! shared by the jobs of one lease, then `<pos>|<result>` per job,
 //! written by the client) to the entry's field of the `completions` hash.
 //! `counts` keeps `q0..q3` (jobs queued in undelivered entries), `sched`,
 //! `retry`, `run`, `done`, `dead`, `cancel`, and `layout` (3: this one).
@@ -53,6 +55,12 @@ local function ekey(pfx) return pfx .. 'entries' end
 local function ckey(pfx) return pfx .. 'completions' end
 local function mparse(v)
   if not v then return nil end
+  -- What ENQUEUE writes: queued in an entry, nothing else yet.
+  local qr, qent = string.match(v, '^q|(%d)|([^|]*)$')
+  if qr then
+    return {st = 'q', r = qr, ent = qent, att = '0', del = '0', run = '', sta = '', fin = '',
+      prog = '', dent = '', err = '', res = ''}
+  end
   local st, r, ent, att, del, run, sta, fin, prog, dent, el, rest = string.match(v,
     '^(%a)|(%d)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(%d+)|(.*)$')
   if not st then return nil end
@@ -67,8 +75,8 @@ end
 -- True when meta value v says: in entry eid of rank r.
 local function queued_in(v, r, eid)
   if not v then return false end
-  local pre = 'q|' .. r .. '|' .. eid .. '|'
-  return string.sub(v, 1, #pre) == pre
+  local pre = 'q|' .. r .. '|' .. eid
+  return v == pre or string.sub(v, 1, #pre + 1) == pre .. '|'
 end
 local function is_pending(s, eid)
   local p = redis.call('XPENDING', s, GROUP, eid, eid, 1)
@@ -207,16 +215,25 @@ local function record_of(pfx, id, m)
   local _, rec = find_in_entry(pfx, m.r, m.ent, id)
   return rec
 end
--- Calls fn(pos, frame, payload) for each completion record framed in b.
+-- Calls fn(pos, frame, header, result) for each frame of completion
+-- records b: a header frame (`h<attempts>|<deliveries>|<started>|<finished>`,
+-- pos nil) applies to the job frames (`<pos>|<result>`) after it.
 local function each_completion(b, fn)
-  local pos = 1
-  while pos <= #b do
-    local c = string.find(b, ':', pos, true)
-    local n = c and tonumber(string.sub(b, pos, c - 1))
+  local at, header = 1, ''
+  while at <= #b do
+    local c = string.find(b, ':', at, true)
+    local n = c and tonumber(string.sub(b, at, c - 1))
     if not n then return end
     local payload = string.sub(b, c + 1, c + n)
-    fn(tonumber(string.match(payload, '^(%d+)|')), string.sub(b, pos, c + n), payload)
-    pos = c + n + 1
+    local frame = string.sub(b, at, c + n)
+    if string.byte(payload, 1) == 104 then
+      header = string.sub(payload, 2)
+      fn(nil, frame, header, '')
+    else
+      local pos, result = string.match(payload, '^(%d+)|(.*)$')
+      fn(tonumber(pos), frame, header, result or '')
+    end
+    at = c + n + 1
   end
 end
 -- The meta of job id (nil if unknown) and its record; a job whose entry has
@@ -230,9 +247,9 @@ local function state_of(pfx, id)
   local _, _, _, bits = eparse(redis.call('HGET', ekey(pfx), m.r .. ':' .. m.ent))
   if pos and not has_bit(bits, pos) then
     m.st, m.prog = 'c', ''
-    each_completion(redis.call('HGET', ckey(pfx), m.r .. ':' .. m.ent) or '', function(p, _, payload)
-      local att, del, sta, fin, res = string.match(payload, '^%d+|(%d*)|(%d*)|(%d*)|(%d*)|(.*)$')
-      if p == pos and att then m.att, m.del, m.sta, m.fin, m.res = att, del, sta, fin, res end
+    each_completion(redis.call('HGET', ckey(pfx), m.r .. ':' .. m.ent) or '', function(p, _, header, result)
+      local att, del, sta, fin = string.match(header, '^(%d*)|(%d*)|(%d*)|(%d*)$')
+      if p == pos and att then m.att, m.del, m.sta, m.fin, m.res = att, del, sta, fin, result end
     end)
   end
   return m, rec
@@ -379,7 +396,7 @@ for _, e in ipairs(slots) do
   end
   if #kept > 0 then
     local eid = redis.call('XADD', skey(pfx, e.r), '*', 'h', '0|0', 'n', #kept, 'b', blob)
-    local margs, tail = {}, 'q|' .. e.r .. '|' .. eid .. '|0|0||||||0|'
+    local margs, tail = {}, 'q|' .. e.r .. '|' .. eid
     for j, id in ipairs(kept) do margs[j * 2 - 1] = id; margs[j * 2] = tail end
     chunked('HSET', meta, margs)
     redis.call('HSET', ekey(pfx), e.r .. ':' .. eid, eformat(#kept, 0, 0, string.rep('1', #kept)))
@@ -479,7 +496,7 @@ for i = 2, #ARGV, 4 do
       if ok ~= want then
         local kept = {}
         each_completion(recs, function(p, frame)
-          if p and has_bit(ok, p) then kept[#kept + 1] = frame end
+          if not p or has_bit(ok, p) then kept[#kept + 1] = frame end
         end)
         recs = table.concat(kept)
       end
