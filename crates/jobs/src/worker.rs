@@ -243,8 +243,10 @@ impl Worker {
     ) -> WorkerHandle {
         let (stop_tx, stop_rx) = watch::channel(None);
         let inflight = Arc::new(Mutex::new(HashMap::new()));
-        // Messages are the finished jobs of one task (at most MAX_JOBS_PER_TASK).
-        let (ack_tx, ack_rx) = mpsc::channel(config.ack_batch.max(1) * 4);
+        // A message is the finished jobs of one task (at most
+        // MAX_JOBS_PER_TASK): at most about ack_batch × 4 jobs wait.
+        let ack_capacity = (config.ack_batch.max(1) * 4).div_ceil(MAX_JOBS_PER_TASK);
+        let (ack_tx, ack_rx) = mpsc::channel(ack_capacity);
         let shared = Arc::new(Shared {
             backend: backend.clone(),
             registry,
