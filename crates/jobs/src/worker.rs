@@ -312,6 +312,27 @@ struct Finished {
     seconds: f64,
 }
 
+/// Fetches one worker keeps in flight [2]: one reply is decoded and its
+/// jobs started while the backend serves the next (when permits allow:
+/// a fetch takes up to `fetch_batch` of them).
+const FETCHES_IN_FLIGHT: usize = 2;
+
+/// A fetch's permits and what it brought.
+type Fetched = (Vec<OwnedSemaphorePermit>, Result<Vec<Lease>, BackendError>);
+
+async fn fetch_with(shared: Arc<Shared>, held: Vec<OwnedSemaphorePermit>) -> Fetched {
+    let result = shared
+        .backend
+        .fetch(
+            &shared.config.consumer,
+            held.len(),
+            shared.config.lease,
+            now_ms(),
+        )
+        .await;
+    (held, result)
+}
+
 async fn fetch_loop(
     shared: Arc<Shared>,
     ack_tx: mpsc::Sender<Vec<Finished>>,
@@ -322,67 +343,67 @@ async fn fetch_loop(
 ) -> ShutdownReport {
     let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
     let mut tasks = JoinSet::new();
+    let mut fetching: FuturesUnordered<futures::future::BoxFuture<'static, Fetched>> =
+        FuturesUnordered::new();
     let mut fetch_errors = 0u32;
-    let lease = shared.config.lease;
+    // After an empty fetch: one fetch at a time, and none until the
+    // backend's wait for work is over (results keep being handled).
+    let mut idle = false;
+    let mut idle_wait: Option<futures::future::BoxFuture<'static, ()>> = None;
     while stop.borrow().is_none() {
         while tasks.try_join_next().is_some() {}
-        let first = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        let room = if idle { 1 } else { FETCHES_IN_FLIGHT };
+        tokio::select! {
+            biased;
             _ = stop.changed() => break,
-        };
-        let mut held = vec![first];
-        while held.len() < shared.config.fetch_batch.max(1) {
-            match permits.clone().try_acquire_owned() {
-                Ok(p) => held.push(p),
-                Err(_) => break,
+            _ = async { idle_wait.as_mut()?.await; Some(()) }, if idle_wait.is_some() => {
+                idle_wait = None;
             }
-        }
-        let leases = match shared
-            .backend
-            .fetch(&shared.config.consumer, held.len(), lease, now_ms())
-            .await
-        {
-            Ok(leases) => {
-                fetch_errors = 0;
-                leases
-            }
-            Err(error) => {
-                fetch_errors = fetch_errors.saturating_add(1);
-                let pause = Duration::from_millis(50u64 << fetch_errors.min(6));
-                tracing::warn!(%error, ?pause, "fetching jobs failed; backing off");
-                drop(held);
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
+            Some(fetched) = fetching.next(), if !fetching.is_empty() => match fetched {
+                (held, Ok(leases)) if !leases.is_empty() => {
+                    fetch_errors = 0;
+                    idle = false;
+                    idle_wait = None;
+                    dispatch(&shared, &ack_tx, &mut tasks, leases, held);
                 }
-                continue;
+                (held, Ok(_)) => {
+                    fetch_errors = 0;
+                    idle = true;
+                    drop(held);
+                    let shared = shared.clone();
+                    idle_wait = Some(Box::pin(async move {
+                        shared.backend.wait_for_work(shared.config.idle_wait).await
+                    }));
+                }
+                (held, Err(error)) => {
+                    fetch_errors = fetch_errors.saturating_add(1);
+                    let pause = Duration::from_millis(50u64 << fetch_errors.min(6));
+                    tracing::warn!(%error, ?pause, "fetching jobs failed; backing off");
+                    drop(held);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            },
+            permit = permits.clone().acquire_owned(), if fetching.len() < room && idle_wait.is_none() => {
+                let Ok(first) = permit else { break };
+                let mut held = vec![first];
+                while held.len() < shared.config.fetch_batch.max(1) {
+                    match permits.clone().try_acquire_owned() {
+                        Ok(p) => held.push(p),
+                        Err(_) => break,
+                    }
+                }
+                fetching.push(Box::pin(fetch_with(shared.clone(), held)));
             }
-        };
-        if leases.is_empty() {
-            drop(held);
-            tokio::select! {
-                _ = shared.backend.wait_for_work(shared.config.idle_wait) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
         }
-        {
-            let mut inflight = shared.inflight.lock();
-            for lease in &leases {
-                inflight.insert(lease.receipt.job_id, lease.receipt.clone());
-            }
-        }
-        let per_task = jobs_per_task(leases.len());
-        let mut jobs = leases.into_iter().zip(held.drain(..));
-        loop {
-            let batch: Vec<_> = jobs.by_ref().take(per_task).collect();
-            if batch.is_empty() {
-                break;
-            }
-            tasks.spawn(run_batch(shared.clone(), ack_tx.clone(), batch));
+    }
+    // Jobs of fetches still in flight are leased already: they run (and
+    // drain) with the rest rather than wait for their leases to expire.
+    while let Some((held, result)) = fetching.next().await {
+        if let Ok(leases) = result {
+            dispatch(&shared, &ack_tx, &mut tasks, leases, held);
         }
     }
     let grace = stop.borrow().unwrap_or(Duration::ZERO);
@@ -394,6 +415,31 @@ async fn fetch_loop(
         scheduler.stop().await;
     }
     report
+}
+
+/// Registers fetched leases as in flight and starts tasks to run them.
+fn dispatch(
+    shared: &Arc<Shared>,
+    ack_tx: &mpsc::Sender<Vec<Finished>>,
+    tasks: &mut JoinSet<()>,
+    leases: Vec<Lease>,
+    mut held: Vec<OwnedSemaphorePermit>,
+) {
+    {
+        let mut inflight = shared.inflight.lock();
+        for lease in &leases {
+            inflight.insert(lease.receipt.job_id, lease.receipt.clone());
+        }
+    }
+    let per_task = jobs_per_task(leases.len());
+    let mut jobs = leases.into_iter().zip(held.drain(..));
+    loop {
+        let batch: Vec<_> = jobs.by_ref().take(per_task).collect();
+        if batch.is_empty() {
+            break;
+        }
+        tasks.spawn(run_batch(shared.clone(), ack_tx.clone(), batch));
+    }
 }
 
 /// Most jobs of one fetch run by one task.

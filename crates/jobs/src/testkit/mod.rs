@@ -373,6 +373,47 @@ pub async fn handlers_of_one_fetch_run_concurrently(backend: Arc<dyn QueueBacken
     worker.shutdown(Duration::from_secs(1)).await;
 }
 
+/// With more permits than one fetch takes, a worker keeps fetches
+/// overlapping: every job still runs exactly once and completes.
+pub async fn small_fetches_overlap_and_run_each_job_once(backend: Arc<dyn QueueBackend>) {
+    let observers = Observers::default();
+    let client = client(&backend, &observers);
+    let runs = Arc::new(Mutex::new(vec![0u32; 300]));
+    let counted = runs.clone();
+    let mut registry = Registry::new();
+    registry.register_fn("count", move |ctx| {
+        let counted = counted.clone();
+        async move {
+            let i = ctx.payload().as_u64().unwrap_or(0) as usize;
+            if let Some(n) = counted.lock().get_mut(i) {
+                *n += 1;
+            }
+            Ok(serde_json::Value::Null)
+        }
+    });
+    let ids = client
+        .submit_batch(
+            (0..300)
+                .map(|i| JobSpec::new("count", serde_json::json!(i)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let config = WorkerConfig {
+        concurrency: 32,
+        fetch_batch: 4,
+        ..fast_worker_config("overlapping")
+    };
+    let worker = Worker::start(backend.clone(), registry, config, observers.clone());
+    for id in &ids {
+        wait_status(&client, *id, JobStatus::Completed).await;
+    }
+    let report = worker.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(report.released, 0);
+    assert!(runs.lock().iter().all(|n| *n == 1), "{:?}", runs.lock());
+    assert_eq!(client.stats().await.unwrap().completed, 300);
+}
+
 /// A delayed job is scheduled, and never starts before its `run_at`.
 pub async fn delayed_job_waits(backend: Arc<dyn QueueBackend>) {
     let observers = Observers::default();
@@ -872,6 +913,7 @@ macro_rules! backend_suite {
             progress_is_visible,
             graceful_shutdown,
             handlers_of_one_fetch_run_concurrently,
+            small_fetches_overlap_and_run_each_job_once,
             fail_decisions_are_followed);
     };
     (@tests [$fresh:expr] $($case:ident),*) => {
