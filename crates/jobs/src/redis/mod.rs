@@ -994,36 +994,33 @@ impl QueueBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let mut outcomes = vec![AckOutcome::LeaseLost; done.len()];
-        let mut groups = self.by_partition(done.iter().map(|c| &c.receipt));
-        let mut sent: Vec<(u32, Vec<EntryCompletion>)> = Vec::with_capacity(groups.len());
-        let cmds = groups
-            .drain()
-            .map(|(p, mut items)| {
-                items.sort_by(|a, b| {
-                    (a.1.rank, a.1.entry, a.1.position).cmp(&(b.1.rank, b.1.entry, b.1.position))
-                });
-                let mut cmd = self.script(&self.scripts.complete, p);
-                let mut entries = Vec::new();
-                for same_entry in
-                    items.chunk_by(|a, b| (a.1.rank, a.1.entry) == (b.1.rank, b.1.entry))
-                {
-                    let entry = EntryCompletion::build(
-                        same_entry,
-                        |i| self.encode_result(&done[i].result),
-                        now_ms,
-                    );
-                    cmd.arg(same_entry[0].1.rank)
-                        .arg(same_entry[0].1.entry)
-                        .arg(&entry.positions)
-                        .arg(&entry.records);
-                    entries.push(entry);
-                }
-                sent.push((p, entries));
-                cmd
-            })
-            .collect();
+        // Per partition: one script, and what it sent per entry.
+        let mut cmds = Vec::new();
+        let mut sent: Vec<Vec<EntryCompletion>> = Vec::new();
+        for (p, mut items) in self.by_partition(done.iter().map(|c| &c.receipt)) {
+            items.sort_by(|a, b| {
+                (a.1.rank, a.1.entry, a.1.position).cmp(&(b.1.rank, b.1.entry, b.1.position))
+            });
+            let mut cmd = self.script(&self.scripts.complete, p);
+            let mut entries = Vec::new();
+            for same_entry in items.chunk_by(|a, b| (a.1.rank, a.1.entry) == (b.1.rank, b.1.entry))
+            {
+                let entry = EntryCompletion::build(
+                    same_entry,
+                    |i| self.encode_result(&done[i].result),
+                    now_ms,
+                );
+                cmd.arg(same_entry[0].1.rank)
+                    .arg(same_entry[0].1.entry)
+                    .arg(&entry.positions)
+                    .arg(&entry.records);
+                entries.push(entry);
+            }
+            cmds.push(cmd);
+            sent.push(entries);
+        }
         let replies = self.run(cmds).await?;
-        for ((_, entries), value) in sent.iter().zip(replies) {
+        for (entries, value) in sent.iter().zip(replies) {
             let completed: Vec<String> = reply(value, "complete")?;
             for (entry, flags) in entries.iter().zip(completed) {
                 for &(i, position) in &entry.jobs {
